@@ -1,0 +1,106 @@
+package tcpkit
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults for the zero values of ConnConfig.
+const (
+	DefaultHighWater      = 64 << 10 // 64 KiB
+	DefaultMaxBuffered    = 4 << 20  // 4 MiB
+	DefaultReadBufferSize = 16 << 10 // 16 KiB
+	DefaultKeepAlive      = 15 * time.Second
+)
+
+// A ConnConfig holds the settings of each connection, for a Server (the
+// connections it accepts) and a Dialer (the connections it makes) alike.
+// Its zero value is ready to use; each field documents its default.
+type ConnConfig struct {
+	// Timeout, if positive, fires OnTimeout after the connection has had
+	// no traffic in either direction for this long. It is a notification
+	// only, as in Node: the connection stays open, and OnTimeout fires again
+	// only after new traffic and another idle period. Conn.SetTimeout
+	// changes it per connection. Default 0: no notification.
+	Timeout time.Duration
+
+	// IdleTimeout, if positive, closes a connection that has had no
+	// traffic in either direction for this long, with ErrIdleTimeout.
+	// This is what most servers want instead of Node's notification.
+	// Default 0: idle connections stay open.
+	IdleTimeout time.Duration
+
+	// AllowHalfOpen keeps a connection open for writing after the peer's
+	// FIN, until the handler calls End. By default (false), after the
+	// peer's FIN and the OnEnd listeners, the connection flushes its write
+	// queue, ends its own side and closes: Node's allowHalfOpen: false,
+	// which is what makes Pipe(c, c) a correct echo.
+	AllowHalfOpen bool
+
+	// PauseOnConnect starts every connection paused: no data is read until
+	// the handler calls Resume (Node's pauseOnConnect).
+	PauseOnConnect bool
+
+	// Nagle leaves Nagle's algorithm on for TCP connections. The default,
+	// false, sets TCP_NODELAY as Go does: small writes go out at once.
+	// Node does the opposite. Conn.SetNoDelay changes it per connection.
+	Nagle bool
+
+	// KeepAlive is the TCP keep-alive period. Zero means
+	// DefaultKeepAlive (15s, Go's default; Node's is off), negative turns
+	// keep-alive off.
+	KeepAlive time.Duration
+
+	// HighWater is the write-queue size in bytes above which OnDrain is
+	// armed: once Buffered has gone over HighWater, OnDrain fires when it
+	// falls to LowWater or below. Pipe pauses its source over HighWater.
+	// Default DefaultHighWater (64 KiB).
+	HighWater int
+
+	// LowWater is the queue size at which an armed OnDrain fires.
+	// Default HighWater/4.
+	LowWater int
+
+	// MaxBuffered caps the write queue. A Write that would take it over
+	// closes the connection with ErrSlowConsumer, so that a peer that has
+	// stopped reading never costs more than MaxBuffered bytes of memory.
+	// Default DefaultMaxBuffered (4 MiB).
+	MaxBuffered int
+
+	// ReadBufferSize is the size of each connection's read buffer, and so
+	// the largest slice one OnData call receives. Default
+	// DefaultReadBufferSize (16 KiB).
+	ReadBufferSize int
+}
+
+// resolve fills in the defaults and checks the result. It is the one place
+// where ConnConfig defaults live.
+func (cfg ConnConfig) resolve() (ConnConfig, error) {
+	if cfg.HighWater == 0 {
+		cfg.HighWater = DefaultHighWater
+	}
+	if cfg.LowWater == 0 {
+		cfg.LowWater = cfg.HighWater / 4
+	}
+	if cfg.MaxBuffered == 0 {
+		cfg.MaxBuffered = max(DefaultMaxBuffered, cfg.HighWater)
+	}
+	if cfg.ReadBufferSize == 0 {
+		cfg.ReadBufferSize = DefaultReadBufferSize
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	switch {
+	case cfg.HighWater < 0 || cfg.LowWater < 0 || cfg.MaxBuffered < 0 || cfg.ReadBufferSize < 0:
+		return cfg, fmt.Errorf("tcpkit: negative buffer size in ConnConfig (HighWater %d, LowWater %d, MaxBuffered %d, ReadBufferSize %d)",
+			cfg.HighWater, cfg.LowWater, cfg.MaxBuffered, cfg.ReadBufferSize)
+	case cfg.LowWater > cfg.HighWater:
+		return cfg, fmt.Errorf("tcpkit: ConnConfig.LowWater (%d) is above HighWater (%d)", cfg.LowWater, cfg.HighWater)
+	case cfg.MaxBuffered < cfg.HighWater:
+		return cfg, fmt.Errorf("tcpkit: ConnConfig.MaxBuffered (%d) is below HighWater (%d)", cfg.MaxBuffered, cfg.HighWater)
+	case cfg.Timeout < 0 || cfg.IdleTimeout < 0:
+		return cfg, fmt.Errorf("tcpkit: negative ConnConfig timeout (Timeout %v, IdleTimeout %v)", cfg.Timeout, cfg.IdleTimeout)
+	}
+	return cfg, nil
+}

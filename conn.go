@@ -1,0 +1,376 @@
+package tcpkit
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// A Handler is a connection listener, Node's net.createServer(listener) and
+// net.connect's connect listener in one type. It is called once for each
+// connection, before any other event of that connection, on the goroutine
+// that will run all of the connection's callbacks. It sets the callbacks
+// (OnData, OnEnd, ...) and may write. Per-connection state lives in the
+// closures it creates, as in Node: no global map or lock is needed.
+type Handler func(c *Conn)
+
+// A Conn is one TCP or Unix-socket connection, accepted by a Server or made
+// by a Dialer. Its events reach the callbacks registered with its On
+// methods; see the package documentation for their order and goroutine.
+//
+// The On methods may be called only from the Handler or from inside one of
+// this connection's callbacks. Every other method is safe for concurrent
+// use by multiple goroutines.
+type Conn struct {
+	nc     net.Conn
+	raw    syscall.RawConn // nil if nc has no file descriptor of its own
+	cfg    ConnConfig
+	srv    *Server // the accepting server; nil for a dialled connection
+	log    *slog.Logger
+	local  net.Addr
+	remote net.Addr
+	start  time.Time
+
+	// Listeners, touched only on the event goroutine.
+	onData    []func(p []byte)
+	onEnd     []func()
+	onDrain   []func()
+	onTimeout []func()
+	onError   []func(err error)
+	onClose   []func(err error)
+
+	events       atomic.Uint32 // evDrain | evWake, for the event goroutine
+	reading      atomic.Bool   // the event goroutine is in, or about to enter, Read
+	wake         chan struct{} // nudges an event goroutine that waits outside Read
+	lastAct      atomic.Int64  // time of the last traffic, as nanoseconds since start
+	timeout      atomic.Int64  // SetTimeout's duration
+	bytesRead    atomic.Int64
+	bytesWritten atomic.Int64
+
+	mu       sync.Mutex // guards the fields up to writers
+	wq       []byte     // output not yet taken by the writer goroutine
+	spare    []byte     // an emptied queue buffer, kept for reuse
+	inflight int        // bytes taken by the writer and not yet written
+	writing  bool       // a writer goroutine is running
+	overHigh bool       // the queue went over HighWater; OnDrain is armed
+	drainGen uint64     // counts OnDrain events posted; see Pipe
+	ending   bool       // End was called
+	finSent  bool       // our FIN has gone out
+	paused   bool
+	closing  bool
+	closeErr error
+	writers  sync.WaitGroup
+
+	done chan struct{} // closed after the OnClose callbacks returned
+	err  error         // the close error, set before done is closed
+}
+
+// Event bits posted to the event goroutine.
+const (
+	evDrain uint32 = 1 << iota // fire OnDrain
+	evWake                     // state changed: look again (resume, FIN sent, close, SetTimeout)
+)
+
+func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
+	c := &Conn{
+		nc:     nc,
+		cfg:    cfg,
+		srv:    srv,
+		log:    log,
+		local:  nc.LocalAddr(),
+		remote: nc.RemoteAddr(),
+		start:  time.Now(),
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		paused: cfg.PauseOnConnect,
+	}
+	c.timeout.Store(int64(cfg.Timeout))
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(!cfg.Nagle)
+		if cfg.KeepAlive > 0 {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive, Interval: cfg.KeepAlive})
+		} else {
+			tc.SetKeepAlive(false)
+		}
+	}
+	return c
+}
+
+// OnData adds a listener for the data event: p holds bytes as they arrived.
+// TCP keeps no message boundaries: one Write by the peer may arrive as
+// several OnData calls, and several Writes as one. Use package codec to
+// frame messages. p is valid only until the listener returns; copy what you
+// keep.
+func (c *Conn) OnData(f func(p []byte)) { c.onData = append(c.onData, f) }
+
+// OnEnd adds a listener for the end event: the peer has half-closed its side
+// (it sent FIN) and every byte it sent has been delivered. Unless
+// ConnConfig.AllowHalfOpen is set, the connection then ends its own side
+// once its write queue is flushed, and closes.
+func (c *Conn) OnEnd(f func()) { c.onEnd = append(c.onEnd, f) }
+
+// OnDrain adds a listener for the drain event: the write queue, having gone
+// over HighWater, has fallen to LowWater or below.
+func (c *Conn) OnDrain(f func()) { c.onDrain = append(c.onDrain, f) }
+
+// OnTimeout adds a listener for the timeout event: the connection has been
+// idle for the duration set by ConnConfig.Timeout or SetTimeout. It is a
+// notification only; the connection stays open unless the listener closes
+// it.
+func (c *Conn) OnTimeout(f func()) { c.onTimeout = append(c.onTimeout, f) }
+
+// OnError adds a listener for the error event. It fires at most once, just
+// before OnClose, with the same error: a reset by the peer, a failed write,
+// ErrSlowConsumer, ErrIdleTimeout, or a *PanicError.
+func (c *Conn) OnError(f func(err error)) { c.onError = append(c.onError, f) }
+
+// OnClose adds a listener for the close event, which fires exactly once and
+// always last. err is nil after a clean close (both sides ended, or Close
+// or Reset was called) and the error that closed the connection otherwise.
+func (c *Conn) OnClose(f func(err error)) { c.onClose = append(c.onClose, f) }
+
+// Write queues p to be sent and returns len(p), nil: it never blocks. If the
+// queue is empty, Write first tries to hand p to the kernel directly, so the
+// common case costs one system call and no copy. Writes from one goroutine
+// go out in the order they were made.
+//
+// Write returns an error, and sends nothing, after End (ErrWriteAfterEnd) or
+// once the connection is closing (net.ErrClosed). If the queue would go over
+// MaxBuffered, Write closes the connection with ErrSlowConsumer and returns
+// that error.
+func (c *Conn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.mu.Lock()
+	if err := c.writableLocked(); err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	n := 0
+	if !c.writing && len(c.wq) == 0 && c.raw != nil {
+		var err error
+		n, err = c.tryWrite(p)
+		if err != nil {
+			c.mu.Unlock()
+			c.closeWith(err)
+			return n, err
+		}
+	}
+	if n < len(p) {
+		if err := c.enqueueLocked(p[n:]); err != nil {
+			c.mu.Unlock()
+			c.closeWith(err)
+			return n, err
+		}
+	}
+	c.mu.Unlock()
+	c.touch()
+	return len(p), nil
+}
+
+// WriteString is Write for a string, without copying it first.
+func (c *Conn) WriteString(s string) (int, error) {
+	return c.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
+}
+
+// End half-closes the connection: once everything queued has been sent, it
+// sends FIN (shutdown(SHUT_WR)). The connection stays readable. It closes
+// when the peer has ended too. End is idempotent.
+func (c *Conn) End() error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return c.opError("end", net.ErrClosed)
+	}
+	if c.ending {
+		c.mu.Unlock()
+		return nil
+	}
+	c.ending = true
+	var err error
+	if !c.writing && len(c.wq) == 0 {
+		err = c.sendFINLocked()
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.closeWith(err)
+	}
+	return err
+}
+
+// Close closes the connection at once, dropping anything still queued. The
+// close event follows, with a nil error. Close is idempotent and always
+// returns nil.
+func (c *Conn) Close() error {
+	c.closeWith(nil)
+	return nil
+}
+
+// Reset closes the connection at once with a TCP RST (SO_LINGER 0), so the
+// peer sees ECONNRESET rather than an orderly end. Anything queued is
+// dropped. On a Unix socket, which has no RST, Reset is Close.
+func (c *Conn) Reset() error {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		c.mu.Lock()
+		closing := c.closing
+		c.mu.Unlock()
+		if !closing {
+			tc.SetLinger(0)
+		}
+	}
+	c.closeWith(nil)
+	return nil
+}
+
+// Pause stops the data events: the connection stops reading, so the
+// kernel's receive buffer fills and TCP flow control slows the peer down.
+// Bytes already read when Pause is called are delivered after Resume.
+func (c *Conn) Pause() {
+	c.mu.Lock()
+	c.paused = true
+	c.mu.Unlock()
+}
+
+// Resume restarts the data events after Pause.
+func (c *Conn) Resume() {
+	c.mu.Lock()
+	was := c.paused
+	c.paused = false
+	c.mu.Unlock()
+	if was {
+		c.post(evWake)
+	}
+}
+
+// Paused reports whether the connection is paused.
+func (c *Conn) Paused() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paused
+}
+
+// SetTimeout sets the idle duration after which OnTimeout fires, and
+// restarts the idle period. Zero turns the notification off.
+func (c *Conn) SetTimeout(d time.Duration) {
+	c.timeout.Store(int64(max(d, 0)))
+	c.touch()
+	c.post(evWake)
+}
+
+// SetNoDelay turns Nagle's algorithm off (true, the default unless
+// ConnConfig.Nagle is set) or on (false). It does nothing on a Unix socket.
+func (c *Conn) SetNoDelay(noDelay bool) error {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		return tc.SetNoDelay(noDelay)
+	}
+	return nil
+}
+
+// SetKeepAlive turns TCP keep-alive on or off. A positive period sets both
+// the idle time before the first probe and the interval between probes. It
+// does nothing on a Unix socket.
+func (c *Conn) SetKeepAlive(enable bool, period time.Duration) error {
+	tc, ok := c.nc.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	if !enable || period <= 0 {
+		return tc.SetKeepAlive(enable)
+	}
+	return tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: period, Interval: period})
+}
+
+// Buffered returns the number of bytes queued and not yet handed to the
+// kernel (Node's writableLength).
+func (c *Conn) Buffered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.wq) + c.inflight
+}
+
+// BytesRead returns the number of bytes received.
+func (c *Conn) BytesRead() int64 { return c.bytesRead.Load() }
+
+// BytesWritten returns the number of bytes handed to the kernel. Bytes still
+// queued are not counted; Buffered reports them. (Node's bytesWritten counts
+// both.)
+func (c *Conn) BytesWritten() int64 { return c.bytesWritten.Load() }
+
+// LocalAddr returns the local address. It stays valid after close.
+func (c *Conn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr returns the peer's address. It stays valid after close.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Done returns a channel that is closed once the close event has been
+// delivered and the connection's goroutines have finished their work.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns the close error, as passed to OnClose, once Done is closed,
+// and nil before.
+func (c *Conn) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+func (c *Conn) writableLocked() error {
+	switch {
+	case c.closing:
+		return c.opError("write", net.ErrClosed)
+	case c.ending:
+		return ErrWriteAfterEnd
+	}
+	return nil
+}
+
+// closeWith starts closing the connection with err as the close error,
+// unless it is already closing. It is safe from any goroutine.
+func (c *Conn) closeWith(err error) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.closeErr = err
+	c.wq, c.spare = nil, nil
+	c.mu.Unlock()
+	c.nc.Close()
+	c.post(evWake)
+}
+
+// post hands events to the event goroutine, interrupting a blocked Read.
+func (c *Conn) post(ev uint32) {
+	c.events.Or(ev)
+	if c.reading.Load() {
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// touch records traffic, for the idle timers.
+func (c *Conn) touch() { c.lastAct.Store(int64(time.Since(c.start))) }
+
+func (c *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.local.Network(), Source: c.local, Addr: c.remote, Err: err}
+}
+
+// aLongTimeAgo is a deadline in the past, used to interrupt a blocked Read.
+var aLongTimeAgo = time.Unix(1, 0)

@@ -1,0 +1,207 @@
+package tcpkit
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"runtime/debug"
+	"time"
+)
+
+// serve runs the connection's event goroutine under the goroutine engine:
+// it calls the handler, then reads and delivers events until the
+// connection closes, and finally delivers the close event. Every callback
+// of the connection runs here.
+func (c *Conn) serve(h Handler) {
+	defer c.finish()
+	defer func() {
+		if r := recover(); r != nil {
+			pe := &PanicError{Value: r, Stack: debug.Stack()}
+			c.logger().Error("tcpkit: panic in connection callback", "remote", c.remote.String(),
+				"panic", r, "stack", string(pe.Stack))
+			c.closeWith(pe)
+		}
+	}()
+	c.touch()
+	if h != nil {
+		h(c)
+	}
+	c.loop()
+}
+
+// loop is the read loop. It is written as a state machine checked at the
+// top of each turn, so that events posted from other goroutines (drain,
+// resume, FIN sent, close, SetTimeout) are seen between reads.
+func (c *Conn) loop() {
+	buf := make([]byte, c.cfg.ReadBufferSize)
+	var (
+		held     []byte    // data read while paused, delivered on Resume
+		eof      bool      // the peer's FIN has been read
+		endSent  bool      // OnEnd has been delivered
+		deadline time.Time // the idle deadline now armed
+		fired    int64     = -1
+		rearm              = true // recompute the idle deadline
+	)
+	for {
+		if ev := c.events.Swap(0); ev != 0 || rearm {
+			if ev&evDrain != 0 {
+				c.emit(c.onDrain)
+			}
+			deadline = c.checkTimers(&fired)
+			c.nc.SetReadDeadline(deadline)
+			rearm = false
+			continue
+		}
+		c.mu.Lock()
+		closing, paused, finSent := c.closing, c.paused, c.finSent
+		c.mu.Unlock()
+		switch {
+		case closing:
+			return
+		case endSent && finSent:
+			c.closeWith(nil) // both sides have ended: a clean close
+			return
+		case !paused && held != nil:
+			p := held
+			held = nil
+			for _, f := range c.onData {
+				f(p)
+			}
+			continue
+		case !paused && eof && !endSent:
+			endSent = true
+			c.emit(c.onEnd)
+			if !c.cfg.AllowHalfOpen {
+				c.End()
+			}
+			continue
+		case paused || eof:
+			rearm = c.wait(deadline)
+			continue
+		}
+
+		c.reading.Store(true)
+		if c.events.Load() != 0 {
+			c.reading.Store(false)
+			continue
+		}
+		n, err := c.nc.Read(buf)
+		c.reading.Store(false)
+		if n > 0 {
+			c.bytesRead.Add(int64(n))
+			c.touch()
+			held = buf[:n]
+		}
+		switch {
+		case err == nil:
+		case err == io.EOF:
+			eof = true
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			rearm = true
+		default:
+			c.closeWith(err) // a no-op if the error comes from our own Close
+		}
+	}
+}
+
+// wait blocks until something is posted or the idle deadline passes, and
+// reports the latter.
+func (c *Conn) wait(deadline time.Time) bool {
+	if deadline.IsZero() {
+		<-c.wake
+		return false
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-c.wake:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// checkTimers fires OnTimeout or closes an idle connection when their time
+// has come, and returns the next deadline (zero for none). fired holds the
+// activity stamp that OnTimeout last fired for, so that it fires once per
+// idle period.
+func (c *Conn) checkTimers(fired *int64) time.Time {
+	timeout, idle := c.timeout.Load(), int64(c.cfg.IdleTimeout)
+	if timeout <= 0 && idle <= 0 {
+		return time.Time{}
+	}
+	last, now := c.lastAct.Load(), int64(time.Since(c.start))
+	if timeout > 0 && *fired != last && now-last >= timeout {
+		*fired = last
+		c.emit(c.onTimeout)
+		last, now = c.lastAct.Load(), int64(time.Since(c.start))
+		timeout = c.timeout.Load()
+	}
+	if idle > 0 && now-last >= idle {
+		c.closeWith(ErrIdleTimeout)
+		return time.Time{}
+	}
+	next := int64(math.MaxInt64)
+	switch {
+	case timeout > 0 && *fired != last:
+		next = last + timeout
+	case timeout > 0:
+		next = now + timeout // look again then: traffic starts a new period
+	}
+	if idle > 0 {
+		next = min(next, last+idle)
+	}
+	if next == math.MaxInt64 {
+		return time.Time{}
+	}
+	return c.start.Add(time.Duration(next))
+}
+
+func (c *Conn) emit(fs []func()) {
+	for _, f := range fs {
+		f()
+	}
+}
+
+// finish delivers the error and close events, once the writer goroutine has
+// stopped, and tells the server.
+func (c *Conn) finish() {
+	c.closeWith(nil) // a no-op unless the loop ended by a panic's recovery failing
+	c.writers.Wait()
+	c.mu.Lock()
+	c.err = c.closeErr
+	c.mu.Unlock()
+	if c.err != nil {
+		for _, f := range c.onError {
+			c.safely(func() { f(c.err) })
+		}
+	}
+	for _, f := range c.onClose {
+		c.safely(func() { f(c.err) })
+	}
+	close(c.done)
+	if c.srv != nil {
+		c.srv.connDone(c)
+	}
+}
+
+// safely runs f, logging rather than propagating a panic: the close event
+// must reach every listener and the server.
+func (c *Conn) safely(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.logger().Error("tcpkit: panic in close callback", "remote", c.remote.String(),
+				"panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	f()
+}
+
+func (c *Conn) logger() *slog.Logger {
+	if c.log != nil {
+		return c.log
+	}
+	return slog.Default()
+}

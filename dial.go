@@ -1,0 +1,97 @@
+package tcpkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// A Dialer makes client connections, Node's net.connect. Its zero value is
+// ready to use.
+type Dialer struct {
+	// ConnConfig holds the settings of each connection made.
+	ConnConfig
+
+	// ConnectTimeout bounds each Dial, on top of ctx. Default 0: no bound
+	// beyond ctx and the operating system's.
+	ConnectTimeout time.Duration
+
+	// FallbackDelay is how long a dual-stack Dial waits for the first
+	// address family before it races the other (happy eyeballs, RFC 6555).
+	// Default 300ms; negative turns the race off.
+	FallbackDelay time.Duration
+
+	// LocalAddr, if set, is the local address to dial from, for example
+	// &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}.
+	LocalAddr net.Addr
+
+	// Logger receives log lines about the connections, such as panics
+	// recovered in callbacks. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Dial connects to addr, in the grammar of ParseAddr, with the zero Dialer.
+func Dial(ctx context.Context, addr string, h Handler) (*Conn, error) {
+	var d Dialer
+	return d.Dial(ctx, addr, h)
+}
+
+// Dial connects to addr, an address in the grammar of ParseAddr: host:port
+// or a Unix socket path. Once connected, it calls h on the connection's
+// event goroutine, before any other event (Node's connect event), and
+// returns the connection. The connection's events then follow as for a
+// server's connections.
+//
+// A failed Dial returns a *net.OpError whose message names the address and
+// the cause: connection refused, i/o timeout, no such file or directory, or,
+// for a path that exists but is not a Unix socket, "not a socket".
+func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error) {
+	network, address, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := d.ConnConfig.resolve()
+	if err != nil {
+		return nil, err
+	}
+	nd := net.Dialer{
+		Timeout:       d.ConnectTimeout,
+		FallbackDelay: d.FallbackDelay,
+		LocalAddr:     d.LocalAddr,
+		KeepAlive:     -1, // newConn applies cfg.KeepAlive
+	}
+	nc, err := nd.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, explainDialError(network, address, err)
+	}
+	c := newConn(nc, cfg, nil, d.Logger)
+	go c.serve(h)
+	return c, nil
+}
+
+// explainDialError adds what the bare errno leaves unsaid: Linux refuses a
+// connect to a path that is not a socket with ECONNREFUSED, which
+// misleads.
+func explainDialError(network, address string, err error) error {
+	var oe *net.OpError
+	if network != "unix" || !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &oe) {
+		return err
+	}
+	fi, serr := os.Stat(address)
+	switch {
+	case serr != nil:
+		return err
+	case fi.Mode()&fs.ModeSocket == 0:
+		oe.Err = &explained{err: syscall.ENOTSOCK, msg: fmt.Sprintf("%s is a %s, not a socket", address, describeMode(fi.Mode()))}
+	default:
+		oe.Err = &explained{err: syscall.ECONNREFUSED,
+			msg: "connection refused: the socket file exists but no server is accepting on it (a stale socket?)"}
+	}
+	return oe
+}

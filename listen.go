@@ -1,0 +1,124 @@
+package tcpkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// A ListenConfig holds the options for Listen. Its zero value is ready to
+// use.
+type ListenConfig struct {
+	// SocketMode, if non-zero, is applied with chmod to a Unix socket file
+	// once it is bound, for example 0o660 to let a group connect. The
+	// default leaves the mode that the process umask gives (Node's
+	// readableAll and writableAll options do the same job).
+	SocketMode fs.FileMode
+
+	// Backlog is not settable: Go takes the kernel's somaxconn, which is
+	// what Node's 511 is meant to approximate.
+}
+
+// Listen announces on addr, an address in the grammar of ParseAddr, with the
+// zero ListenConfig.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	var lc ListenConfig
+	return lc.Listen(ctx, addr)
+}
+
+// Listen announces on addr, an address in the grammar of ParseAddr.
+//
+// For a TCP address it behaves as net.ListenConfig.Listen with keep-alive
+// left to the Server (each accepted connection gets the Server's settings).
+//
+// For a Unix socket path, Listen differs from Node and from a bare net.Listen:
+//   - If a live socket is at the path (a connect to it succeeds), Listen
+//     fails with an error that wraps syscall.EADDRINUSE; the file and the
+//     server behind it are left untouched.
+//   - If a stale socket file is at the path (a connect to it is refused, as
+//     after a crash), the file is removed and the path reused.
+//   - If something other than a socket is at the path, Listen fails with an
+//     error that wraps syscall.EADDRINUSE and leaves the file untouched.
+//
+// Closing the returned listener removes the socket file.
+func (lc *ListenConfig) Listen(ctx context.Context, addr string) (net.Listener, error) {
+	network, address, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	nlc := net.ListenConfig{KeepAlive: -1}
+	if network == "tcp" {
+		return nlc.Listen(ctx, network, address)
+	}
+	ln, err := nlc.Listen(ctx, network, address)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) && address[0] != '@' {
+		if err = clearStaleSocket(ctx, address); err == nil {
+			ln, err = nlc.Listen(ctx, network, address)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if lc.SocketMode != 0 && address[0] != '@' {
+		if err := os.Chmod(address, lc.SocketMode); err != nil {
+			ln.Close()
+			return nil, &net.OpError{Op: "listen", Net: "unix", Addr: ln.Addr(), Err: err}
+		}
+	}
+	return ln, nil
+}
+
+// clearStaleSocket removes path if it is a Unix socket that nothing accepts
+// on. It returns a descriptive error, leaving the file alone, in every other
+// case.
+func clearStaleSocket(ctx context.Context, path string) error {
+	opErr := func(err error, msg string) error {
+		return &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"},
+			Err: &explained{err: err, msg: msg}}
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // gone in the meantime: try again
+		}
+		return opErr(syscall.EADDRINUSE, fmt.Sprintf("address already in use, and the file cannot be examined: %v", err))
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return opErr(syscall.EADDRINUSE, fmt.Sprintf("address already in use: %s is a %s, not a socket; it was left untouched",
+			path, describeMode(fi.Mode())))
+	}
+	d := net.Dialer{Timeout: time.Second}
+	c, err := d.DialContext(ctx, "unix", path)
+	if err == nil {
+		c.Close()
+		return opErr(syscall.EADDRINUSE, "address already in use: a server is accepting connections on this socket; it was left untouched")
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return opErr(syscall.EADDRINUSE, fmt.Sprintf("address already in use, and probing the socket failed: %v", err))
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return opErr(syscall.EADDRINUSE, fmt.Sprintf("address already in use by a stale socket that cannot be removed: %v", err))
+	}
+	return nil
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "regular file"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "file of mode " + m.String()
+}

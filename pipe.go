@@ -1,0 +1,44 @@
+package tcpkit
+
+// Pipe sends everything src receives to dst, with backpressure, as Node's
+// src.pipe(dst): src is paused while dst's write queue is over HighWater and
+// resumed on dst's drain event, so memory stays bounded however slowly dst's
+// peer reads. When src ends, dst is ended once its queue is flushed.
+//
+// Pipe(c, c) is the seed's echo server. Pipe adds listeners (OnData, OnEnd
+// on src; OnDrain on dst), leaving any others in place, so it is called from
+// src's Handler or callbacks. When src and dst are different connections,
+// closing one does not close the other; add OnClose listeners for that.
+func Pipe(dst, src *Conn) {
+	src.OnData(func(p []byte) {
+		over, gen, err := dst.writePiped(p)
+		if err != nil || !over {
+			return
+		}
+		src.Pause()
+		// dst may have drained between its write and the Pause above; its
+		// drain listener then resumed src before src was paused.
+		if dst.drainCount() != gen {
+			src.Resume()
+		}
+	})
+	dst.OnDrain(src.Resume)
+	src.OnEnd(func() { dst.End() })
+}
+
+// writePiped is Write for Pipe: it also reports whether the queue is over
+// HighWater, and the drain count at that moment.
+func (c *Conn) writePiped(p []byte) (over bool, gen uint64, err error) {
+	if _, err = c.Write(p); err != nil {
+		return false, 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.overHigh, c.drainGen, nil
+}
+
+func (c *Conn) drainCount() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.drainGen
+}

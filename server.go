@@ -1,0 +1,367 @@
+package tcpkit
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// A Server accepts connections and runs a Handler for each, as Node's
+// net.Server does. Its zero value is ready to use: every field is optional
+// and documents its default. Fields must not be changed once the server
+// has started serving.
+type Server struct {
+	// Addr is the address ListenAndServe listens on, in the grammar of
+	// ParseAddr. Default ":0": every interface, a port the OS picks (as
+	// Node's listen() with no port).
+	Addr string
+
+	// Handler is the connection listener, called once per accepted
+	// connection. If nil, connections are accepted and their data
+	// discarded.
+	Handler Handler
+
+	// ConnConfig holds the settings of each accepted connection.
+	ConnConfig
+
+	// MaxConnections, if positive, caps the open connections. A connection
+	// accepted over the cap is closed at once and reported to OnDrop.
+	// Default 0: no cap. (Node 21 and later treat 0 as "drop all".)
+	MaxConnections int
+
+	// SocketMode, if non-zero, is the file mode ListenAndServe gives a Unix
+	// socket file. See ListenConfig.
+	SocketMode fs.FileMode
+
+	// OnListening is called once for each listener, when Serve starts
+	// accepting on it: Node's listening event. addr is the bound address,
+	// so port 0 can be read here.
+	OnListening func(addr net.Addr)
+
+	// OnError is called with errors that do not end Serve: the first of a
+	// run of temporary accept errors (EMFILE, ENFILE, ECONNABORTED,
+	// ENOBUFS, ENOMEM), during which the server backs off and retries.
+	// If nil, they are logged to Logger.
+	OnError func(err error)
+
+	// OnDrop is called, on the accepting goroutine, for each connection
+	// closed because MaxConnections was reached. If nil, the first drop of
+	// each run of drops is logged to Logger.
+	OnDrop func(d Drop)
+
+	// OnClose is called once, after Close or Shutdown, when the listeners
+	// have stopped and the last connection has closed: Node's close event.
+	OnClose func()
+
+	// Logger receives the server's own log lines: accept errors, drops,
+	// panics recovered in callbacks. Default slog.Default().
+	Logger *slog.Logger
+
+	once     sync.Once
+	cfg      ConnConfig // ConnConfig with defaults filled in
+	cfgErr   error
+	mu       sync.Mutex // guards the fields below
+	lns      map[*net.Listener]struct{}
+	conns    map[*Conn]struct{}
+	closing  bool
+	finished bool // OnClose has been called
+	dropping bool // in a run of drops
+	accepts  sync.WaitGroup
+	handlers sync.WaitGroup
+	stop     chan struct{} // closed by Close
+	done     chan struct{} // closed after OnClose
+}
+
+// A Drop describes a connection closed because MaxConnections was reached.
+type Drop struct {
+	LocalAddr  net.Addr
+	RemoteAddr net.Addr
+}
+
+// NewServer returns a Server that calls h for each connection, Node's
+// net.createServer(listener). Set other fields before serving.
+func NewServer(h Handler) *Server { return &Server{Handler: h} }
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.cfg, s.cfgErr = s.ConnConfig.resolve()
+		s.lns = make(map[*net.Listener]struct{})
+		s.conns = make(map[*Conn]struct{})
+		s.stop = make(chan struct{})
+		s.done = make(chan struct{})
+	})
+}
+
+// ListenAndServe listens on s.Addr and serves connections until Close or
+// Shutdown. It always returns a non-nil error: ErrServerClosed after Close
+// or Shutdown, otherwise the error that stopped it.
+func (s *Server) ListenAndServe() error {
+	s.init()
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
+	if s.isClosing() {
+		return ErrServerClosed
+	}
+	addr := s.Addr
+	if addr == "" {
+		addr = ":0"
+	}
+	lc := ListenConfig{SocketMode: s.SocketMode}
+	ln, err := lc.Listen(context.Background(), addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Serve accepts connections on ln and runs the Handler for each, until
+// Close or Shutdown. Serve may be called several times, with different
+// listeners, to serve on several addresses. It always returns a non-nil
+// error and closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	if s.cfgErr != nil {
+		ln.Close()
+		return s.cfgErr
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.lns[&ln] = struct{}{}
+	s.accepts.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.lns, &ln)
+		s.mu.Unlock()
+		s.accepts.Done()
+	}()
+	if s.OnListening != nil {
+		s.OnListening(ln.Addr())
+	}
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			if !isTemporaryAccept(err) {
+				ln.Close()
+				return err
+			}
+			if backoff == 0 {
+				s.reportError(err)
+				backoff = 5 * time.Millisecond
+			} else {
+				backoff = min(2*backoff, time.Second)
+			}
+			if !s.sleep(backoff) {
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		s.startConn(nc)
+	}
+}
+
+// startConn tracks a new connection and starts its event goroutine, or
+// drops it if MaxConnections has been reached.
+func (s *Server) startConn(nc net.Conn) {
+	s.mu.Lock()
+	if s.MaxConnections > 0 && len(s.conns) >= s.MaxConnections {
+		first := !s.dropping
+		s.dropping = true
+		s.mu.Unlock()
+		nc.Close()
+		d := Drop{LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
+		switch {
+		case s.OnDrop != nil:
+			s.OnDrop(d)
+		case first:
+			s.logger().Warn("tcpkit: dropping connections: MaxConnections reached",
+				"max", s.MaxConnections, "remote", d.RemoteAddr.String())
+		}
+		return
+	}
+	s.dropping = false
+	c := newConn(nc, s.cfg, s, s.Logger)
+	s.conns[c] = struct{}{}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	go c.serve(s.Handler)
+}
+
+// connDone is called by each connection after its close event.
+func (s *Server) connDone(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.handlers.Done()
+	s.maybeFinish()
+}
+
+// maybeFinish fires OnClose once the server is closing, no Serve loop is
+// left and no connection is open.
+func (s *Server) maybeFinish() {
+	s.mu.Lock()
+	if !s.closing || s.finished || len(s.conns) > 0 || len(s.lns) > 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.finished = true
+	s.mu.Unlock()
+	if s.OnClose != nil {
+		s.OnClose()
+	}
+	close(s.done)
+}
+
+// Close stops the server accepting at once: it closes every listener (a
+// Unix socket file is removed) and returns once the Serve loops have
+// stopped. Open connections are left alone; OnClose fires when the last
+// one has closed. These are Node's server.close() semantics. Close returns
+// the error, if any, from closing the listeners.
+func (s *Server) Close() error {
+	s.init()
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.stop)
+	}
+	var err error
+	for ln := range s.lns {
+		if cerr := (*ln).Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {
+			err = cerr
+		}
+	}
+	s.mu.Unlock()
+	s.accepts.Wait()
+	s.maybeFinish()
+	return err
+}
+
+// Shutdown closes the server gracefully. It stops accepting as Close does,
+// then ends idle connections: those with nothing queued to write and no
+// traffic since the previous look, which is made with a growing interval
+// (10ms to 500ms). Ending sends FIN once the queue is flushed, and the
+// connection closes when the peer ends too. Shutdown returns nil once every
+// connection has closed.
+//
+// If ctx ends first, Shutdown closes the remaining connections, with
+// ErrServerClosed as their close error, waits for their close events, and
+// returns ctx.Err(). Either way, no goroutine the server started is left
+// running when Shutdown returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.Close()
+	seen := make(map[*Conn]int64)
+	interval := 10 * time.Millisecond
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			s.handlers.Wait()
+			return err
+		case <-ctx.Done():
+			for _, c := range s.openConns() {
+				c.closeWith(ErrServerClosed)
+			}
+			<-s.done
+			s.handlers.Wait()
+			return ctx.Err()
+		case <-t.C:
+			for _, c := range s.openConns() {
+				last := c.lastAct.Load()
+				if prev, ok := seen[c]; ok && prev == last && c.Buffered() == 0 {
+					c.End()
+				}
+				seen[c] = last
+			}
+			t.Reset(interval)
+			interval = min(2*interval, 500*time.Millisecond)
+		}
+	}
+}
+
+// Done returns a channel that is closed after OnClose has been called.
+func (s *Server) Done() <-chan struct{} {
+	s.init()
+	return s.done
+}
+
+// NumConns returns the number of open connections (Node's getConnections).
+func (s *Server) NumConns() int {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *Server) openConns() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// sleep waits for d, or until the server starts closing; it reports
+// whether it slept the whole time.
+func (s *Server) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.stop:
+		return false
+	}
+}
+
+func (s *Server) reportError(err error) {
+	if s.OnError != nil {
+		s.OnError(err)
+		return
+	}
+	s.logger().Error("tcpkit: accept failed; backing off and retrying", "err", err)
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// isTemporaryAccept reports whether an Accept error is one to back off from
+// and retry, rather than one that ends Serve.
+func isTemporaryAccept(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ECONNABORTED,
+		syscall.ENOBUFS, syscall.ENOMEM, syscall.EINTR, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
