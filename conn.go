@@ -3,6 +3,7 @@ package tcpkit
 import (
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,9 +23,9 @@ type Handler func(c *Conn)
 // by a Dialer. Its events reach the callbacks registered with its On
 // methods; see the package documentation for their order and goroutine.
 //
-// The On methods may be called only from the Handler or from inside one of
-// this connection's callbacks. Every other method is safe for concurrent
-// use by multiple goroutines.
+// All methods are safe for concurrent use by multiple goroutines. Listeners
+// added from the Handler see every event; a listener added later, from
+// another goroutine, sees the events after it was added.
 type Conn struct {
 	nc     net.Conn
 	raw    syscall.RawConn // nil if nc has no file descriptor of its own
@@ -35,13 +36,11 @@ type Conn struct {
 	remote net.Addr
 	start  time.Time
 
-	// Listeners, touched only on the event goroutine.
-	onData    []func(p []byte)
-	onEnd     []func()
-	onDrain   []func()
-	onTimeout []func()
-	onError   []func(err error)
-	onClose   []func(err error)
+	ls   atomic.Pointer[listeners] // copied on write, so events read it without a lock
+	lsMu sync.Mutex                // serialises the writers of ls
+	// closeSent is set, under lsMu, when finish takes the listeners for
+	// the close event.
+	closeSent bool
 
 	events       atomic.Uint32 // evDrain | evWake, for the event goroutine
 	reading      atomic.Bool   // the event goroutine is in, or about to enter, Read
@@ -69,6 +68,28 @@ type Conn struct {
 	err  error         // the close error, set before done is closed
 }
 
+// listeners holds a connection's callbacks. A value is never changed once
+// published: adding a listener publishes a new one.
+type listeners struct {
+	data    []func(p []byte)
+	end     []func()
+	drain   []func()
+	timeout []func()
+	err     []func(err error)
+	close   []func(err error)
+}
+
+// addListener publishes a copy of c's listeners with add applied.
+func (c *Conn) addListener(add func(l *listeners)) {
+	c.lsMu.Lock()
+	defer c.lsMu.Unlock()
+	l := *c.ls.Load()
+	l.data, l.end, l.drain, l.timeout = slices.Clip(l.data), slices.Clip(l.end), slices.Clip(l.drain), slices.Clip(l.timeout)
+	l.err, l.close = slices.Clip(l.err), slices.Clip(l.close)
+	add(&l)
+	c.ls.Store(&l)
+}
+
 // Event bits posted to the event goroutine.
 const (
 	evDrain uint32 = 1 << iota // fire OnDrain
@@ -88,6 +109,7 @@ func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
 		done:   make(chan struct{}),
 		paused: cfg.PauseOnConnect,
 	}
+	c.ls.Store(new(listeners))
 	c.timeout.Store(int64(cfg.Timeout))
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -110,33 +132,46 @@ func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
 // several OnData calls, and several Writes as one. Use package codec to
 // frame messages. p is valid only until the listener returns; copy what you
 // keep.
-func (c *Conn) OnData(f func(p []byte)) { c.onData = append(c.onData, f) }
+func (c *Conn) OnData(f func(p []byte)) { c.addListener(func(l *listeners) { l.data = append(l.data, f) }) }
 
 // OnEnd adds a listener for the end event: the peer has half-closed its side
 // (it sent FIN) and every byte it sent has been delivered. Unless
 // ConnConfig.AllowHalfOpen is set, the connection then ends its own side
 // once its write queue is flushed, and closes.
-func (c *Conn) OnEnd(f func()) { c.onEnd = append(c.onEnd, f) }
+func (c *Conn) OnEnd(f func()) { c.addListener(func(l *listeners) { l.end = append(l.end, f) }) }
 
 // OnDrain adds a listener for the drain event: the write queue, having gone
 // over HighWater, has fallen to LowWater or below.
-func (c *Conn) OnDrain(f func()) { c.onDrain = append(c.onDrain, f) }
+func (c *Conn) OnDrain(f func()) { c.addListener(func(l *listeners) { l.drain = append(l.drain, f) }) }
 
 // OnTimeout adds a listener for the timeout event: the connection has been
 // idle for the duration set by ConnConfig.Timeout or SetTimeout. It is a
 // notification only; the connection stays open unless the listener closes
 // it.
-func (c *Conn) OnTimeout(f func()) { c.onTimeout = append(c.onTimeout, f) }
+func (c *Conn) OnTimeout(f func()) { c.addListener(func(l *listeners) { l.timeout = append(l.timeout, f) }) }
 
 // OnError adds a listener for the error event. It fires at most once, just
 // before OnClose, with the same error: a reset by the peer, a failed write,
 // ErrSlowConsumer, ErrIdleTimeout, or a *PanicError.
-func (c *Conn) OnError(f func(err error)) { c.onError = append(c.onError, f) }
+func (c *Conn) OnError(f func(err error)) { c.addListener(func(l *listeners) { l.err = append(l.err, f) }) }
 
 // OnClose adds a listener for the close event, which fires exactly once and
 // always last. err is nil after a clean close (both sides ended, or Close
 // or Reset was called) and the error that closed the connection otherwise.
-func (c *Conn) OnClose(f func(err error)) { c.onClose = append(c.onClose, f) }
+//
+// A listener added after the close event has been delivered is called at
+// once, on the caller's goroutine, so cleanup tied to a connection always
+// runs.
+func (c *Conn) OnClose(f func(err error)) {
+	c.lsMu.Lock()
+	if c.closeSent {
+		c.lsMu.Unlock()
+		f(c.err)
+		return
+	}
+	c.lsMu.Unlock()
+	c.addListener(func(l *listeners) { l.close = append(l.close, f) })
+}
 
 // Write queues p to be sent and returns len(p), nil: it never blocks. If the
 // queue is empty, Write first tries to hand p to the kernel directly, so the

@@ -47,7 +47,7 @@ func (c *Conn) loop() {
 	for {
 		if ev := c.events.Swap(0); ev != 0 || rearm {
 			if ev&evDrain != 0 {
-				c.emit(c.onDrain)
+				c.emit(c.ls.Load().drain)
 			}
 			deadline = c.checkTimers(&fired)
 			c.nc.SetReadDeadline(deadline)
@@ -66,13 +66,13 @@ func (c *Conn) loop() {
 		case !paused && held != nil:
 			p := held
 			held = nil
-			for _, f := range c.onData {
+			for _, f := range c.ls.Load().data {
 				f(p)
 			}
 			continue
 		case !paused && eof && !endSent:
 			endSent = true
-			c.emit(c.onEnd)
+			c.emit(c.ls.Load().end)
 			if !c.cfg.AllowHalfOpen {
 				c.End()
 			}
@@ -135,7 +135,7 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	last, now := c.lastAct.Load(), int64(time.Since(c.start))
 	if timeout > 0 && *fired != last && now-last >= timeout {
 		*fired = last
-		c.emit(c.onTimeout)
+		c.emit(c.ls.Load().timeout)
 		last, now = c.lastAct.Load(), int64(time.Since(c.start))
 		timeout = c.timeout.Load()
 	}
@@ -168,17 +168,21 @@ func (c *Conn) emit(fs []func()) {
 // finish delivers the error and close events, once the writer goroutine has
 // stopped, and tells the server.
 func (c *Conn) finish() {
-	c.closeWith(nil) // a no-op unless the loop ended by a panic's recovery failing
+	c.closeWith(nil) // however the loop ended, the socket is closed from here on
 	c.writers.Wait()
 	c.mu.Lock()
 	c.err = c.closeErr
 	c.mu.Unlock()
+	c.lsMu.Lock()
+	c.closeSent = true
+	ls := c.ls.Load()
+	c.lsMu.Unlock()
 	if c.err != nil {
-		for _, f := range c.onError {
+		for _, f := range ls.err {
 			c.safely(func() { f(c.err) })
 		}
 	}
-	for _, f := range c.onClose {
+	for _, f := range ls.close {
 		c.safely(func() { f(c.err) })
 	}
 	close(c.done)

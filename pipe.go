@@ -6,9 +6,13 @@ package tcpkit
 // peer reads. When src ends, dst is ended once its queue is flushed.
 //
 // Pipe(c, c) is the seed's echo server. Pipe adds listeners (OnData, OnEnd
-// on src; OnDrain on dst), leaving any others in place, so it is called from
-// src's Handler or callbacks. When src and dst are different connections,
-// closing one does not close the other; add OnClose listeners for that.
+// on src; OnDrain on dst), leaving any others in place. Call it from src's
+// Handler so that no data is missed, or with src paused. When src and dst
+// are different connections, closing one does not close the other; add
+// OnError or OnClose listeners for that. A proxy that pipes both ways
+// should set ConnConfig.AllowHalfOpen on both connections, as in Node:
+// otherwise the first side to end ends its connection while the other
+// direction still has data in flight.
 func Pipe(dst, src *Conn) {
 	src.OnData(func(p []byte) {
 		over, gen, err := dst.writePiped(p)
