@@ -132,7 +132,9 @@ func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
 // several OnData calls, and several Writes as one. Use package codec to
 // frame messages. p is valid only until the listener returns; copy what you
 // keep.
-func (c *Conn) OnData(f func(p []byte)) { c.addListener(func(l *listeners) { l.data = append(l.data, f) }) }
+func (c *Conn) OnData(f func(p []byte)) {
+	c.addListener(func(l *listeners) { l.data = append(l.data, f) })
+}
 
 // OnEnd adds a listener for the end event: the peer has half-closed its side
 // (it sent FIN) and every byte it sent has been delivered. Unless
@@ -148,12 +150,16 @@ func (c *Conn) OnDrain(f func()) { c.addListener(func(l *listeners) { l.drain = 
 // idle for the duration set by ConnConfig.Timeout or SetTimeout. It is a
 // notification only; the connection stays open unless the listener closes
 // it.
-func (c *Conn) OnTimeout(f func()) { c.addListener(func(l *listeners) { l.timeout = append(l.timeout, f) }) }
+func (c *Conn) OnTimeout(f func()) {
+	c.addListener(func(l *listeners) { l.timeout = append(l.timeout, f) })
+}
 
 // OnError adds a listener for the error event. It fires at most once, just
 // before OnClose, with the same error: a reset by the peer, a failed write,
 // ErrSlowConsumer, ErrIdleTimeout, or a *PanicError.
-func (c *Conn) OnError(f func(err error)) { c.addListener(func(l *listeners) { l.err = append(l.err, f) }) }
+func (c *Conn) OnError(f func(err error)) {
+	c.addListener(func(l *listeners) { l.err = append(l.err, f) })
+}
 
 // OnClose adds a listener for the close event, which fires exactly once and
 // always last. err is nil after a clean close (both sides ended, or Close

@@ -2,6 +2,7 @@ package tcpkit
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"testing"
@@ -126,3 +127,6 @@ func waitFor[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 		panic("unreachable")
 	}
 }
+
+// discardLogger is a Logger for tests that provoke log lines on purpose.
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,363 @@
+package tcpkit
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// serveOn serves s on a new listener at addr without the cleanup of
+// startServer, for tests that drive Close and Shutdown themselves. It
+// returns the bound address and Serve's result.
+func serveOn(t *testing.T, e engine, s *Server, addr string) (string, <-chan error) {
+	t.Helper()
+	e.apply(s)
+	ln, err := Listen(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listening := make(chan struct{})
+	s.OnListening = func(net.Addr) { close(listening) }
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	waitFor(t, listening, 5*time.Second, "listening event")
+	return addrString(ln.Addr()), served
+}
+
+func TestServerCloseKeepsConnections(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		closed := make(chan struct{})
+		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }, OnClose: func() { close(closed) }}
+		addr, served := serveOn(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "a")
+		io.ReadFull(nc, make([]byte, 1)) // the connection is up and served
+
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := waitFor(t, served, 5*time.Second, "Serve to return"); err != ErrServerClosed {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+		// Stopped accepting at once.
+		network, address, _ := ParseAddr(addr)
+		if c, err := net.Dial(network, address); err == nil {
+			c.Close()
+			t.Error("a new connection was accepted after Close")
+		}
+		if network == "unix" {
+			if _, err := os.Stat(address); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("socket file still there after Close: %v", err)
+			}
+		}
+		// The open connection keeps working; close waits for it.
+		io.WriteString(nc, "still echoing")
+		buf := make([]byte, 13)
+		if _, err := io.ReadFull(nc, buf); err != nil || string(buf) != "still echoing" {
+			t.Errorf("echo after Close: %q, %v", buf, err)
+		}
+		select {
+		case <-closed:
+			t.Fatal("server close event before its last connection closed")
+		case <-time.After(20 * time.Millisecond):
+		}
+		closeWrite(t, nc)
+		waitFor(t, closed, 5*time.Second, "server close event")
+		<-s.Done()
+	})
+}
+
+func TestServerCloseWithoutConnections(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var closes atomic.Int32
+		s := &Server{OnClose: func() { closes.Add(1) }}
+		_, served := serveOn(t, e, s, "127.0.0.1:0")
+		s.Close()
+		s.Close() // idempotent
+		waitFor(t, s.Done(), 5*time.Second, "close event")
+		<-served
+		if n := closes.Load(); n != 1 {
+			t.Errorf("OnClose called %d times, want 1", n)
+		}
+		if err := s.Serve(mustListen(t, "127.0.0.1:0")); err != ErrServerClosed {
+			t.Errorf("Serve after Close returned %v, want ErrServerClosed", err)
+		}
+	})
+}
+
+func mustListen(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	ln, err := Listen(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func TestServerShutdownEndsIdleConnections(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		s := &Server{Handler: func(c *Conn) {
+			c.WriteString("hello\r\n")
+			Pipe(c, c)
+		}}
+		addr, served := serveOn(t, e, s, addr)
+		const n = 5
+		var clients []net.Conn
+		for range n {
+			nc := dialRaw(t, addr)
+			io.ReadFull(nc, make([]byte, 7))
+			clients = append(clients, nc)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Shutdown(context.Background()) }()
+		// Each idle client gets the server's FIN, answers with its own, and
+		// Shutdown returns once all are closed.
+		var wg sync.WaitGroup
+		for _, nc := range clients {
+			wg.Go(func() {
+				if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
+					t.Errorf("idle client read %q, %v; want a clean end", b, err)
+				}
+				nc.Close()
+			})
+		}
+		wg.Wait()
+		if err := waitFor(t, done, 5*time.Second, "Shutdown"); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-served
+		if s.NumConns() != 0 {
+			t.Errorf("%d connections left after Shutdown", s.NumConns())
+		}
+	})
+}
+
+func TestServerShutdownWaitsForBusyConnection(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }}
+		addr, served := serveOn(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		done := make(chan error, 1)
+		// The client keeps talking for a while: it is not idle, so Shutdown
+		// must wait, and nothing it sends is lost.
+		io.WriteString(nc, "0")
+		io.ReadFull(nc, make([]byte, 1))
+		go func() { done <- s.Shutdown(context.Background()) }()
+		buf := make([]byte, 1)
+		for i := range 20 {
+			time.Sleep(5 * time.Millisecond)
+			if _, err := nc.Write([]byte{byte('a' + i)}); err != nil {
+				t.Fatalf("write %d during Shutdown: %v", i, err)
+			}
+			if _, err := io.ReadFull(nc, buf); err != nil || buf[0] != byte('a'+i) {
+				t.Fatalf("echo %d during Shutdown: %q, %v", i, buf, err)
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned %v while the connection was busy", err)
+		default:
+		}
+		closeWrite(t, nc)
+		io.ReadAll(nc)
+		if err := waitFor(t, done, 5*time.Second, "Shutdown"); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-served
+	})
+}
+
+func TestServerShutdownContextExpires(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		closeErrs := make(chan error, 1)
+		opened := make(chan struct{})
+		s := &Server{
+			// Half-open: after the server's FIN the connection stays until
+			// the peer ends, which this peer never does.
+			ConnConfig: ConnConfig{AllowHalfOpen: true},
+			Handler: func(c *Conn) {
+				c.OnClose(func(err error) { closeErrs <- err })
+				c.OnData(func(p []byte) {}) // a peer that keeps sending keeps it busy
+				close(opened)
+			},
+		}
+		addr, served := serveOn(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		waitFor(t, opened, 5*time.Second, "connection")
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for range 2000 { // bounded: about 10s at most
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				if _, err := io.WriteString(nc, "busy"); err != nil {
+					return
+				}
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := s.Shutdown(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown returned %v, want context.DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Shutdown took %v after its context expired", d)
+		}
+		if err := waitFor(t, closeErrs, time.Second, "close event"); !errors.Is(err, ErrServerClosed) {
+			t.Errorf("close error of a connection cut by Shutdown: %v, want ErrServerClosed", err)
+		}
+		<-served
+		<-s.Done()
+	})
+}
+
+// flakyListener returns EMFILE from Accept a set number of times, then
+// hands on to the real listener.
+type flakyListener struct {
+	net.Listener
+	mu    sync.Mutex
+	fails int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.fails > 0 {
+		l.fails--
+		l.mu.Unlock()
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+func (l *flakyListener) failNext(n int) {
+	l.mu.Lock()
+	l.fails = n
+	l.mu.Unlock()
+}
+
+func TestServerAcceptBackoff(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var mu sync.Mutex
+		var reported []error
+		s := &Server{
+			Handler: func(c *Conn) { Pipe(c, c) },
+			OnError: func(err error) { mu.Lock(); reported = append(reported, err); mu.Unlock() },
+		}
+		e.apply(s)
+		ln := &flakyListener{Listener: mustListen(t, "127.0.0.1:0"), fails: 5}
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		addr := ln.Addr().String()
+		// The server backs off through five EMFILEs (5+10+20+40+80 ms), then
+		// serves as usual.
+		if err := echoOnce(addr, []byte("after EMFILE")); err != nil {
+			t.Fatal(err)
+		}
+		ln.failNext(3)
+		if err := echoOnce(addr, []byte("after more EMFILE")); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		if err := <-served; err != ErrServerClosed {
+			t.Errorf("Serve returned %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(reported) != 2 {
+			t.Fatalf("OnError called %d times for two runs of EMFILE, want once per run: %v", len(reported), reported)
+		}
+		for _, err := range reported {
+			if !errors.Is(err, syscall.EMFILE) {
+				t.Errorf("reported %v, want EMFILE", err)
+			}
+		}
+	})
+}
+
+// brokenListener fails Accept with an error that is not temporary.
+type brokenListener struct{ net.Listener }
+
+func (l brokenListener) Accept() (net.Conn, error) {
+	return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EINVAL)}
+}
+
+func TestServerServeReturnsPermanentAcceptError(t *testing.T) {
+	s := &Server{}
+	err := s.Serve(brokenListener{mustListen(t, "127.0.0.1:0")})
+	if !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("Serve returned %v, want the EINVAL from Accept", err)
+	}
+	s.Close()
+}
+
+func TestServerPanicClosesOnlyThatConnection(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		closeErrs := make(chan error, 2)
+		s := &Server{
+			Logger: discardLogger(),
+			Handler: func(c *Conn) {
+				c.OnClose(func(err error) { closeErrs <- err })
+				c.OnData(func(p []byte) {
+					if string(p) == "panic" {
+						panic("boom")
+					}
+					c.Write(p)
+				})
+			},
+		}
+		addr = startServer(t, e, s, addr)
+		good, bad := dialRaw(t, addr), dialRaw(t, addr)
+		io.WriteString(bad, "panic")
+		var pe *PanicError
+		if err := waitFor(t, closeErrs, 5*time.Second, "close of the panicking connection"); !errors.As(err, &pe) || pe.Value != "boom" {
+			t.Fatalf("close error %v, want a *PanicError for boom", err)
+		}
+		io.WriteString(good, "fine")
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(good, buf); err != nil || string(buf) != "fine" {
+			t.Errorf("other connection after a panic: %q, %v", buf, err)
+		}
+	})
+}
+
+func TestServerConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  ConnConfig
+	}{
+		{name: "LowWater above HighWater", cfg: ConnConfig{HighWater: 10, LowWater: 20}},
+		{name: "MaxBuffered below HighWater", cfg: ConnConfig{HighWater: 100, MaxBuffered: 10}},
+		{name: "negative size", cfg: ConnConfig{ReadBufferSize: -1}},
+		{name: "negative timeout", cfg: ConnConfig{IdleTimeout: -time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &Server{ConnConfig: tt.cfg}
+			if err := s.Serve(mustListen(t, "127.0.0.1:0")); err == nil || err == ErrServerClosed {
+				t.Errorf("Serve with %+v returned %v, want a configuration error", tt.cfg, err)
+			}
+			if _, err := Dial(context.Background(), "127.0.0.1:1", nil); err == nil {
+				t.Error("Dial to a closed port succeeded")
+			}
+			d := Dialer{ConnConfig: tt.cfg}
+			if _, err := d.Dial(context.Background(), "127.0.0.1:1", nil); err == nil || errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("Dial with %+v returned %v, want a configuration error", tt.cfg, err)
+			}
+		})
+	}
+}
