@@ -1,0 +1,276 @@
+package tcpkit
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Tests here follow the checklist of Node's own test-net-*.js suite, where
+// tcpkit has the same behaviour.
+
+// server-pause-on-connect: nothing is read until Resume.
+func TestConnPauseOnConnect(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		conns := make(chan *Conn, 1)
+		got := make(chan string, 1)
+		s := &Server{ConnConfig: ConnConfig{PauseOnConnect: true}, Handler: func(c *Conn) {
+			c.OnData(func(p []byte) { got <- string(p) })
+			conns <- c
+		}}
+		addr = startServer(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "queued")
+		c := waitFor(t, conns, 5*time.Second, "connection")
+		time.Sleep(30 * time.Millisecond) // give a wrongly unpaused read the chance to happen
+		if n := c.BytesRead(); n != 0 || !c.Paused() {
+			t.Fatalf("BytesRead %d, Paused %v before Resume; want 0, true", n, c.Paused())
+		}
+		c.Resume()
+		if p := waitFor(t, got, 5*time.Second, "data after Resume"); p != "queued" {
+			t.Errorf("data %q after Resume", p)
+		}
+	})
+}
+
+// socket-destroy-twice, error-twice: one close event, and at most one error.
+func TestConnCloseTwiceOneEvent(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		var closes, errs atomic.Int32
+		done := make(chan *Conn, 1)
+		s := &Server{Handler: func(c *Conn) {
+			c.OnError(func(error) { errs.Add(1) })
+			c.OnClose(func(error) { closes.Add(1) })
+			c.Close()
+			c.Close()
+			c.Reset()
+			done <- c
+		}}
+		addr = startServer(t, e, s, addr)
+		dialRaw(t, addr)
+		c := waitFor(t, done, 5*time.Second, "connection")
+		<-c.Done()
+		if closes.Load() != 1 || errs.Load() != 0 {
+			t.Errorf("%d close and %d error events after Close, Close, Reset; want 1 and 0", closes.Load(), errs.Load())
+		}
+		// after-close: accessors still answer.
+		if c.RemoteAddr() == nil || c.LocalAddr() == nil || c.Buffered() != 0 || c.Err() != nil {
+			t.Errorf("after close: RemoteAddr %v, LocalAddr %v, Buffered %d, Err %v",
+				c.RemoteAddr(), c.LocalAddr(), c.Buffered(), c.Err())
+		}
+		// A listener added after close still runs, at once.
+		ran := false
+		c.OnClose(func(error) { ran = true })
+		if !ran {
+			t.Error("OnClose added after the close event did not run")
+		}
+	})
+}
+
+// socket-reset-send: the peer gets ECONNRESET; a later write fails.
+func TestConnResetSendsRST(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		done := make(chan *Conn, 1)
+		s := &Server{Handler: func(c *Conn) {
+			c.WriteString("partial")
+			c.OnData(func([]byte) { c.Reset(); done <- c })
+		}}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		io.ReadFull(nc, make([]byte, 7))
+		io.WriteString(nc, "go")
+		c := waitFor(t, done, 5*time.Second, "reset")
+		if _, err := io.ReadAll(nc); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("peer read after Reset: %v, want ECONNRESET", err)
+		}
+		if _, err := c.WriteString("x"); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("write after Reset: %v, want net.ErrClosed", err)
+		}
+	})
+}
+
+// reconnect: 50 reconnects, each greeted, each closing cleanly.
+func TestConnReconnect(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		s := &Server{Handler: func(c *Conn) { c.WriteString("hello\r\n"); c.End() }}
+		addr = startServer(t, e, s, addr)
+		for i := range 50 {
+			var got []byte
+			c, err := Dial(context.Background(), addr, func(c *Conn) {
+				c.OnData(func(p []byte) { got = append(got, p...) })
+			})
+			if err != nil {
+				t.Fatalf("reconnect %d: %v", i, err)
+			}
+			<-c.Done()
+			if string(got) != "hello\r\n" || c.Err() != nil {
+				t.Fatalf("reconnect %d: got %q, close error %v", i, got, c.Err())
+			}
+		}
+	})
+}
+
+// pingpong: 1000 round trips over TCP on 127.0.0.1 and ::1, and a Unix socket.
+func TestConnPingPong(t *testing.T) {
+	addrs := map[string]func(t *testing.T) string{
+		"tcp4": func(*testing.T) string { return "127.0.0.1:0" },
+		"tcp6": func(t *testing.T) string {
+			if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+				skipUnlessCI(t, "no IPv6 loopback here: %v", err)
+			} else {
+				ln.Close()
+			}
+			return "[::1]:0"
+		},
+		"unix": networks[1].addr,
+	}
+	forEachEngine(t, func(t *testing.T, e engine) {
+		for name, addrFunc := range addrs {
+			t.Run(name, func(t *testing.T) {
+				s := &Server{Handler: func(c *Conn) {
+					c.OnData(func(p []byte) {
+						for range p {
+							c.WriteString("PONG")
+						}
+					})
+				}}
+				addr := startServer(t, e, s, addrFunc(t))
+				const rounds = 1000
+				done := make(chan int, 1)
+				count := 0
+				var pending int
+				c, err := Dial(context.Background(), addr, func(c *Conn) {
+					c.OnData(func(p []byte) {
+						pending += len(p)
+						for ; pending >= 4; pending -= 4 {
+							if count++; count == rounds {
+								done <- count
+								c.End()
+								return
+							}
+							c.WriteString("p")
+						}
+					})
+					c.WriteString("p")
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := waitFor(t, done, 20*time.Second, "1000 round trips"); n != rounds {
+					t.Errorf("%d round trips", n)
+				}
+				<-c.Done()
+			})
+		}
+	})
+}
+
+// socket-setnodelay, server-nodelay: the default, the option, and both
+// directions of SetNoDelay, read back from the socket.
+func TestConnNoDelay(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		for _, nagle := range []bool{false, true} {
+			conns := make(chan *Conn, 1)
+			s := &Server{ConnConfig: ConnConfig{Nagle: nagle}, Handler: func(c *Conn) { conns <- c }}
+			addr := startServer(t, e, s, "127.0.0.1:0")
+			dialRaw(t, addr)
+			c := waitFor(t, conns, 5*time.Second, "connection")
+			if got := noDelay(t, c); got == nagle {
+				t.Errorf("Nagle %v: TCP_NODELAY is %v", nagle, got)
+			}
+			for _, want := range []bool{!nagle, nagle} {
+				if err := c.SetNoDelay(want); err != nil {
+					t.Fatal(err)
+				}
+				if got := noDelay(t, c); got != want {
+					t.Errorf("after SetNoDelay(%v), TCP_NODELAY is %v", want, got)
+				}
+			}
+			c.Close()
+		}
+	})
+}
+
+func noDelay(t *testing.T, c *Conn) bool {
+	t.Helper()
+	var v int
+	var serr error
+	if err := c.raw.Control(func(fd uintptr) {
+		v, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
+	}); err != nil || serr != nil {
+		t.Fatalf("getsockopt TCP_NODELAY: %v %v", err, serr)
+	}
+	return v != 0
+}
+
+// Writes from one goroutine keep their order, and Writes from many
+// goroutines never interleave inside one another.
+func TestConnConcurrentWritesKeepOrder(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		const writers, per = 8, 2000
+		s := &Server{Handler: func(c *Conn) {
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					msg := make([]byte, 64) // big enough that interleaving would show
+					for i := range per {
+						binary.BigEndian.PutUint32(msg[0:], uint32(w))
+						binary.BigEndian.PutUint32(msg[4:], uint32(i))
+						if _, err := c.Write(msg); err != nil {
+							t.Errorf("writer %d: %v", w, err)
+							return
+						}
+					}
+				})
+			}
+			go func() { wg.Wait(); c.End() }()
+		}}
+		addr = startServer(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		data, err := io.ReadAll(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) != writers*per*64 {
+			t.Fatalf("read %d bytes, want %d", len(data), writers*per*64)
+		}
+		next := make([]uint32, writers)
+		for off := 0; off < len(data); off += 64 {
+			w, i := binary.BigEndian.Uint32(data[off:]), binary.BigEndian.Uint32(data[off+4:])
+			if w >= writers || i != next[w] {
+				t.Fatalf("at byte %d: writer %d message %d, want message %d", off, w, i, next[min(w, writers-1)])
+			}
+			next[w]++
+		}
+	})
+}
+
+// settimeout: 0 cancels the notification.
+func TestConnSetTimeoutZeroCancels(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		timeouts := make(chan struct{}, 4)
+		conns := make(chan *Conn, 1)
+		s := &Server{ConnConfig: ConnConfig{Timeout: 40 * time.Millisecond}, Handler: func(c *Conn) {
+			c.OnTimeout(func() { timeouts <- struct{}{} })
+			c.SetTimeout(0)
+			conns <- c
+		}}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		dialRaw(t, addr)
+		c := waitFor(t, conns, 5*time.Second, "connection")
+		select {
+		case <-timeouts:
+			t.Fatal("timeout fired after SetTimeout(0)")
+		case <-time.After(150 * time.Millisecond):
+		}
+		c.SetTimeout(20 * time.Millisecond) // and it can be set again
+		waitFor(t, timeouts, 5*time.Second, "timeout after SetTimeout")
+	})
+}
