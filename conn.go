@@ -71,12 +71,13 @@ type Conn struct {
 // listeners holds a connection's callbacks. A value is never changed once
 // published: adding a listener publishes a new one.
 type listeners struct {
-	data    []func(p []byte)
-	end     []func()
-	drain   []func()
-	timeout []func()
-	err     []func(err error)
-	close   []func(err error)
+	data     []func(p []byte)
+	end      []func()
+	drain    []func()
+	timeout  []func()
+	err      []func(err error)
+	close    []func(err error)
+	shutdown []func()
 }
 
 // addListener publishes a copy of c's listeners with add applied.
@@ -85,15 +86,16 @@ func (c *Conn) addListener(add func(l *listeners)) {
 	defer c.lsMu.Unlock()
 	l := *c.ls.Load()
 	l.data, l.end, l.drain, l.timeout = slices.Clip(l.data), slices.Clip(l.end), slices.Clip(l.drain), slices.Clip(l.timeout)
-	l.err, l.close = slices.Clip(l.err), slices.Clip(l.close)
+	l.err, l.close, l.shutdown = slices.Clip(l.err), slices.Clip(l.close), slices.Clip(l.shutdown)
 	add(&l)
 	c.ls.Store(&l)
 }
 
 // Event bits posted to the event goroutine.
 const (
-	evDrain uint32 = 1 << iota // fire OnDrain
-	evWake                     // state changed: look again (resume, FIN sent, close, SetTimeout)
+	evDrain    uint32 = 1 << iota // fire OnDrain
+	evWake                        // state changed: look again (resume, FIN sent, close, SetTimeout)
+	evShutdown                    // fire OnShutdown
 )
 
 func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
@@ -129,9 +131,9 @@ func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
 
 // OnData adds a listener for the data event: p holds bytes as they arrived.
 // TCP keeps no message boundaries: one Write by the peer may arrive as
-// several OnData calls, and several Writes as one. Use package codec to
-// frame messages. p is valid only until the listener returns; copy what you
-// keep.
+// several OnData calls, and several Writes as one, so a protocol must frame
+// its messages itself. p is valid only until the listener returns; copy
+// what you keep.
 func (c *Conn) OnData(f func(p []byte)) {
 	c.addListener(func(l *listeners) { l.data = append(l.data, f) })
 }
@@ -179,6 +181,15 @@ func (c *Conn) OnClose(f func(err error)) {
 	c.addListener(func(l *listeners) { l.close = append(l.close, f) })
 }
 
+// OnShutdown adds a listener for the shutdown event, which Server.Shutdown
+// delivers once to each connection that has such a listener. Such a
+// connection is left to end itself, typically by calling End once the
+// request in progress is answered, rather than being ended by Shutdown
+// when it looks idle. Dialled connections never get this event.
+func (c *Conn) OnShutdown(f func()) {
+	c.addListener(func(l *listeners) { l.shutdown = append(l.shutdown, f) })
+}
+
 // Write queues p to be sent and returns len(p), nil: it never blocks. If the
 // queue is empty, Write first tries to hand p to the kernel directly, so the
 // common case costs one system call and no copy. Writes from one goroutine
@@ -215,7 +226,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 	}
 	c.mu.Unlock()
-	c.touch()
+	if n > 0 {
+		c.touch() // traffic; bytes merely queued are not
+	}
 	return len(p), nil
 }
 
@@ -255,6 +268,13 @@ func (c *Conn) End() error {
 func (c *Conn) Close() error {
 	c.closeWith(nil)
 	return nil
+}
+
+// CloseWithError closes the connection at once, as Close does, with err as
+// the error that OnError and OnClose receive (Node's destroy(err)): for
+// example a protocol error found by the handler. A nil err is Close.
+func (c *Conn) CloseWithError(err error) {
+	c.closeWith(err)
 }
 
 // Reset closes the connection at once with a TCP RST (SO_LINGER 0), so the

@@ -49,6 +49,9 @@ func (c *Conn) loop() {
 			if ev&evDrain != 0 {
 				c.emit(c.ls.Load().drain)
 			}
+			if ev&evShutdown != 0 {
+				c.emit(c.ls.Load().shutdown)
+			}
 			deadline = c.checkTimers(&fired)
 			c.nc.SetReadDeadline(deadline)
 			rearm = false

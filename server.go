@@ -45,8 +45,9 @@ type Server struct {
 
 	// OnError is called with errors that do not end Serve: the first of a
 	// run of temporary accept errors (EMFILE, ENFILE, ECONNABORTED,
-	// ENOBUFS, ENOMEM), during which the server backs off and retries.
-	// If nil, they are logged to Logger.
+	// ENOBUFS, ENOMEM, EINTR, EPROTO, EPERM or a timeout), during which
+	// the server backs off (5ms doubling to 1s) and retries. If nil, they
+	// are logged to Logger.
 	OnError func(err error)
 
 	// OnDrop is called, on the accepting goroutine, for each connection
@@ -71,7 +72,6 @@ type Server struct {
 	closing  bool
 	finished bool // OnClose has been called
 	dropping bool // in a run of drops
-	accepts  sync.WaitGroup
 	handlers sync.WaitGroup
 	stop     chan struct{} // closed by Close
 	done     chan struct{} // closed after OnClose
@@ -137,13 +137,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	s.lns[&ln] = struct{}{}
-	s.accepts.Add(1)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.lns, &ln)
 		s.mu.Unlock()
-		s.accepts.Done()
+		s.maybeFinish()
 	}()
 	if s.OnListening != nil {
 		s.OnListening(ln.Addr())
@@ -180,6 +179,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // drops it if MaxConnections has been reached.
 func (s *Server) startConn(nc net.Conn) {
 	s.mu.Lock()
+	if s.closing { // Close ran between Accept and here
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
 	if s.MaxConnections > 0 && len(s.conns) >= s.MaxConnections {
 		first := !s.dropping
 		s.dropping = true
@@ -229,10 +233,11 @@ func (s *Server) maybeFinish() {
 }
 
 // Close stops the server accepting at once: it closes every listener (a
-// Unix socket file is removed) and returns once the Serve loops have
-// stopped. Open connections are left alone; OnClose fires when the last
-// one has closed. These are Node's server.close() semantics. Close returns
-// the error, if any, from closing the listeners.
+// Unix socket file is removed), so Serve returns ErrServerClosed. Open
+// connections are left alone; OnClose fires when the last one has closed
+// and the Serve loops have returned. These are Node's server.close()
+// semantics. Close may be called from any goroutine, callbacks included,
+// and returns the error, if any, from closing the listeners.
 func (s *Server) Close() error {
 	s.init()
 	s.mu.Lock()
@@ -247,22 +252,27 @@ func (s *Server) Close() error {
 		}
 	}
 	s.mu.Unlock()
-	s.accepts.Wait()
 	s.maybeFinish()
 	return err
 }
 
 // Shutdown closes the server gracefully. It stops accepting as Close does,
-// then ends idle connections: those with nothing queued to write and no
-// traffic since the previous look, which is made with a growing interval
-// (10ms to 500ms). Ending sends FIN once the queue is flushed, and the
-// connection closes when the peer ends too. Shutdown returns nil once every
-// connection has closed.
+// then, for each connection:
+//   - if the connection has OnShutdown listeners, it delivers the shutdown
+//     event once and leaves the ending to them (a protocol knows when it is
+//     between messages; tcpkit does not);
+//   - otherwise it ends the connection once it is idle: nothing queued to
+//     write and no traffic since the previous look, which is made with a
+//     growing interval (10ms to 500ms). Ending sends FIN after the queue is
+//     flushed; the connection closes when the peer ends too.
 //
-// If ctx ends first, Shutdown closes the remaining connections, with
-// ErrServerClosed as their close error, waits for their close events, and
-// returns ctx.Err(). Either way, no goroutine the server started is left
-// running when Shutdown returns.
+// Shutdown returns nil once every connection has closed and every Serve
+// loop has returned. If ctx ends first, Shutdown closes the remaining
+// connections with ErrServerClosed as their close error, waits for their
+// close events, and returns ctx.Err(). Either way no goroutine the server
+// started is left running, unless a callback has not returned within a
+// second of being cut off; Shutdown then logs it and returns anyway, so that
+// one stuck callback cannot hold a process that has been told to stop.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.Close()
 	seen := make(map[*Conn]int64)
@@ -278,13 +288,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			for _, c := range s.openConns() {
 				c.closeWith(ErrServerClosed)
 			}
-			<-s.done
-			s.handlers.Wait()
+			select {
+			case <-s.done:
+				s.handlers.Wait()
+			case <-time.After(time.Second):
+				s.logger().Error("tcpkit: Shutdown: connection callbacks still running a second after their connections were closed",
+					"conns", s.NumConns())
+			}
 			return ctx.Err()
 		case <-t.C:
 			for _, c := range s.openConns() {
 				last := c.lastAct.Load()
-				if prev, ok := seen[c]; ok && prev == last && c.Buffered() == 0 {
+				prev, looked := seen[c]
+				switch {
+				case prev == notifiedShutdown:
+					continue
+				case len(c.ls.Load().shutdown) > 0:
+					c.post(evShutdown)
+					last = notifiedShutdown
+				case looked && prev == last && c.Buffered() == 0:
 					c.End()
 				}
 				seen[c] = last
@@ -294,6 +316,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 }
+
+// notifiedShutdown marks, in Shutdown's bookkeeping, a connection that has
+// been sent the shutdown event.
+const notifiedShutdown = -1
 
 // Done returns a channel that is closed after OnClose has been called.
 func (s *Server) Done() <-chan struct{} {

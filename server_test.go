@@ -361,3 +361,100 @@ func TestServerConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// listen-close-server: Close from inside a server callback must not hang.
+func TestServerCloseFromOnListening(t *testing.T) {
+	s := &Server{}
+	s.OnListening = func(net.Addr) { s.Close() }
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(mustListen(t, "127.0.0.1:0")) }()
+	if err := waitFor(t, served, 5*time.Second, "Serve to return"); err != ErrServerClosed {
+		t.Errorf("Serve returned %v, want ErrServerClosed", err)
+	}
+	waitFor(t, s.Done(), 5*time.Second, "close event")
+}
+
+func TestServerShutdownEvent(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		// The protocol answers each request after a delay, on another
+		// goroutine; Shutdown must not cut an answer off.
+		var work sync.WaitGroup
+		defer work.Wait()
+		s := &Server{Handler: func(c *Conn) {
+			var pending atomic.Int32
+			var shuttingDown atomic.Bool
+			c.OnShutdown(func() {
+				shuttingDown.Store(true)
+				if pending.Load() == 0 {
+					c.End()
+				}
+			})
+			c.OnData(func(p []byte) {
+				pending.Add(1)
+				req := string(p)
+				work.Go(func() {
+					time.Sleep(100 * time.Millisecond)
+					c.WriteString("answer to " + req)
+					if pending.Add(-1) == 0 && shuttingDown.Load() {
+						c.End()
+					}
+				})
+			})
+		}}
+		addr, served := serveOn(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "q")
+		time.Sleep(20 * time.Millisecond) // the request is in, its answer not yet
+		done := make(chan error, 1)
+		go func() { done <- s.Shutdown(context.Background()) }()
+		got, err := io.ReadAll(nc)
+		if err != nil || string(got) != "answer to q" {
+			t.Errorf("client read %q, %v; want the whole answer, then the end", got, err)
+		}
+		nc.Close()
+		if err := waitFor(t, done, 5*time.Second, "Shutdown"); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-served
+	})
+}
+
+func TestConnCloseWithError(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		protoErr := errors.New("bad request")
+		addr, recs := recordingServer(t, e, "127.0.0.1:0", ConnConfig{}, func(c *Conn) {
+			c.OnData(func([]byte) { c.CloseWithError(protoErr) })
+		})
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "junk")
+		r := waitFor(t, recs, 5*time.Second, "connection")
+		r.check(t, "open", "data", "error", "close")
+		if r.closeErr() != protoErr {
+			t.Errorf("close error %v, want the handler's", r.closeErr())
+		}
+	})
+}
+
+// A peer that stops reading while the server keeps queueing is idle: bytes
+// that only reach the queue are not traffic.
+func TestConnIdleTimeoutWithStuckPeer(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		addr, recs := recordingServer(t, e, "127.0.0.1:0", ConnConfig{IdleTimeout: 100 * time.Millisecond, MaxBuffered: 64 << 20},
+			func(c *Conn) {
+				go func() {
+					for range 400 { // 40 MiB at most, over about 2s at most
+						if _, err := c.Write(make([]byte, 100<<10)); err != nil {
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}()
+			})
+		dialRaw(t, addr) // never reads
+		r := waitFor(t, recs, 5*time.Second, "connection")
+		waitFor(t, r.closed, 10*time.Second, "idle close")
+		if !errors.Is(r.closeErr(), ErrIdleTimeout) {
+			t.Errorf("close error %v, want ErrIdleTimeout", r.closeErr())
+		}
+	})
+}
