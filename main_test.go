@@ -14,6 +14,10 @@ import (
 
 // TestMain fails the run if any test leaves a goroutine behind.
 func TestMain(m *testing.M) {
+	if os.Getenv(emfileChildEnv) == "1" {
+		emfileChild()
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 
