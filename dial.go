@@ -49,8 +49,12 @@ func Dial(ctx context.Context, addr string, h Handler) (*Conn, error) {
 // server's connections.
 //
 // A failed Dial returns a *net.OpError whose message names the address and
-// the cause: connection refused, i/o timeout, no such file or directory, or,
-// for a path that exists but is not a Unix socket, "not a socket".
+// the cause: connection refused, i/o timeout (a net.Error whose Timeout is
+// true, after ConnectTimeout or ctx's deadline), operation was canceled
+// (errors.Is(err, context.Canceled)), no such file or directory, "not a
+// socket" for a path that exists but is not a Unix socket (it wraps
+// syscall.ENOTSOCK), or "a stale socket?" for a socket file nothing listens
+// on. An address outside the grammar gets an *AddrError.
 func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error) {
 	network, address, err := ParseAddr(addr)
 	if err != nil {
@@ -75,23 +79,31 @@ func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error
 	return c, nil
 }
 
-// explainDialError adds what the bare errno leaves unsaid: Linux refuses a
-// connect to a path that is not a socket with ECONNREFUSED, which
-// misleads.
+// explainDialError adds what the bare errno leaves unsaid about a failed
+// connect to a Unix socket file. Linux refuses a connect to a path that is
+// not a socket, and to a socket that nothing listens on, with the same
+// ECONNREFUSED; and it fails a connect to a server whose backlog is full
+// with EAGAIN, "resource temporarily unavailable".
 func explainDialError(network, address string, err error) error {
 	var oe *net.OpError
-	if network != "unix" || !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &oe) {
+	if network != "unix" || address[0] == '@' || !errors.As(err, &oe) {
 		return err
 	}
-	fi, serr := os.Stat(address)
 	switch {
-	case serr != nil:
-		return err
-	case fi.Mode()&fs.ModeSocket == 0:
-		oe.Err = &explained{err: syscall.ENOTSOCK, msg: fmt.Sprintf("%s is a %s, not a socket", address, describeMode(fi.Mode()))}
-	default:
-		oe.Err = &explained{err: syscall.ECONNREFUSED,
-			msg: "connection refused: the socket file exists but no server is accepting on it (a stale socket?)"}
+	case errors.Is(err, syscall.EAGAIN):
+		oe.Err = &explained{err: syscall.EAGAIN,
+			msg: "resource temporarily unavailable: the server's listen backlog is full"}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		fi, serr := os.Stat(address)
+		switch {
+		case serr != nil:
+		case fi.Mode()&fs.ModeSocket == 0:
+			oe.Err = &explained{err: syscall.ENOTSOCK,
+				msg: fmt.Sprintf("not a socket: the file there is a %s", describeMode(fi.Mode()))}
+		default:
+			oe.Err = &explained{err: syscall.ECONNREFUSED,
+				msg: "connection refused: the socket file exists but no server is accepting on it (a stale socket?)"}
+		}
 	}
-	return oe
+	return err
 }
