@@ -351,3 +351,34 @@ func TestEventsMaxConnectionsDrop(t *testing.T) {
 		}
 	})
 }
+
+// One client's reset stays with its connection: the server and the other
+// connections carry on (the seed's own Node server dies here).
+func TestPeerResetIsolated(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		addr := echoServer(t, e, "127.0.0.1:0", ConnConfig{}, nil)
+		var others []net.Conn
+		for range 5 {
+			others = append(others, dialRaw(t, addr))
+		}
+		for i := range 10 {
+			nc := dialRaw(t, addr)
+			io.WriteString(nc, "doomed")
+			io.ReadFull(nc, make([]byte, 6))
+			io.WriteString(nc, "unread") // unread data in flight makes the close an RST for sure
+			nc.(*net.TCPConn).SetLinger(0)
+			nc.Close()
+			if err := echoOnce(addr, []byte(fmt.Sprintf("new client %d", i))); err != nil {
+				t.Fatalf("after reset %d: %v", i, err)
+			}
+		}
+		for i, nc := range others {
+			msg := fmt.Sprintf("other %d", i)
+			io.WriteString(nc, msg)
+			buf := make([]byte, len(msg))
+			if _, err := io.ReadFull(nc, buf); err != nil || string(buf) != msg {
+				t.Errorf("connection %d after the resets: %q, %v", i, buf, err)
+			}
+		}
+	})
+}
