@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tcpkit/tcpkit"
+)
+
+// defaultEchoAddr is where tcpkit echo listens without an ADDR: the seed's
+// port, on loopback only.
+const defaultEchoAddr = "localhost:8124"
+
+// echoOptions are the flags of tcpkit echo.
+type echoOptions struct {
+	greeting    *textValue
+	logFormat   *choiceValue
+	maxConns    int
+	idleTimeout time.Duration
+	noDelay     bool
+	grace       time.Duration
+	quiet       bool
+}
+
+func (a *app) echoCommand() *cobra.Command {
+	o := &echoOptions{
+		greeting:  newTextValue(`hello\r\n`),
+		logFormat: &choiceValue{value: "text", choices: []string{"text", "json"}},
+	}
+	cmd := &cobra.Command{
+		Use:   "echo [ADDR]",
+		Short: "Run the tutorial's echo server",
+		Long: `Run the echo server of the Node.js net tutorial: greet each client, then send
+back everything it sends. When the client half-closes, the server finishes
+sending and closes too.
+
+ADDR defaults to localhost:8124, which is reachable from this machine only:
+it listens on 127.0.0.1 and on ::1, so clients that try either first connect
+at once. Use :8124 (or 8124) to listen on EVERY interface, reachable from
+other machines. A path with a '/' (or unix:NAME) is a Unix socket, removed
+again at shutdown; port 0 picks a free port, shown in the "listening" log.
+
+Each event is one log line on stderr: listening (the bound address), client
+connected (its address), client disconnected (bytes in and out, duration).
+
+SIGINT (Ctrl-C) or SIGTERM stops accepting, lets open connections finish for
+up to --grace, then closes the rest and removes the Unix socket. A second
+signal closes everything at once. The exit status is 0 after a clean
+shutdown, 1 if the address cannot be bound (one line says why).
+
+--no-delay is on by default, as in Go: each write goes out at once.
+--no-delay=false turns Nagle's algorithm on, which is Node's default.`,
+		Example: `  tcpkit echo                          # localhost:8124, loopback only
+  tcpkit echo :8124                    # every interface (reachable from other machines)
+  tcpkit echo 127.0.0.1:0              # a free port; see the "listening" line
+  tcpkit echo /tmp/echo.sock           # a Unix socket; try: nc -U /tmp/echo.sock
+  tcpkit echo --greeting 'Echo server\r\n' 1337
+  tcpkit echo --greeting '' --quiet    # no greeting, no logs
+  tcpkit echo --log-format json --max-conns 100 --idle-timeout 5m`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr := defaultEchoAddr
+			if len(args) == 1 {
+				addr = args[0]
+			}
+			return a.echo(cmd.Context(), addr, o)
+		},
+	}
+	f := cmd.Flags()
+	f.Var(o.greeting, "greeting", `text sent to each client on connect; '' for none. Escapes: \r \n \t \\ \xHH`)
+	f.IntVar(&o.maxConns, "max-conns", 0, "most open connections; more are accepted and closed at once (0: no limit)")
+	f.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close a connection after this long without traffic (0: never)")
+	f.BoolVar(&o.noDelay, "no-delay", true, "send small writes at once (TCP_NODELAY); =false enables Nagle, like Node")
+	f.DurationVar(&o.grace, "grace", 5*time.Second, "on SIGINT/SIGTERM, how long open connections may take to finish")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "log nothing")
+	f.Var(o.logFormat, "log-format", "log line format")
+	return cmd
+}
+
+// echo runs the echo server on addr until ctx ends or a signal arrives,
+// then shuts it down gracefully.
+func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
+	switch {
+	case o.maxConns < 0:
+		return &exitErr{code: exitUsage, msg: "--max-conns must not be negative"}
+	case o.idleTimeout < 0:
+		return &exitErr{code: exitUsage, msg: "--idle-timeout must not be negative"}
+	case o.grace < 0:
+		return &exitErr{code: exitUsage, msg: "--grace must not be negative"}
+	}
+	log := newLogger(a.stderr, o.logFormat.value, o.quiet)
+	sigs, unsubscribe := a.subscribe()
+	defer unsubscribe()
+
+	var forced atomic.Int64 // connections closed when the grace period ran out
+	srv := &tcpkit.Server{
+		Handler: echoHandler(log, o.greeting.bytes, &forced),
+		ConnConfig: tcpkit.ConnConfig{
+			IdleTimeout: o.idleTimeout,
+			Nagle:       !o.noDelay,
+		},
+		MaxConnections: o.maxConns,
+		Logger:         log,
+		OnDrop: func(d tcpkit.Drop) {
+			log.Warn("connection dropped: --max-conns reached", "remote", peer(d.RemoteAddr), "max_conns", o.maxConns)
+		},
+	}
+	lns, err := listen(ctx, addr, log)
+	if err != nil {
+		return err
+	}
+	bound := make([]string, len(lns))
+	for i, ln := range lns {
+		bound[i] = addrString(ln.Addr())
+		log.Info("listening", "addr", bound[i])
+	}
+	served := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { served <- srv.Serve(ln) }()
+	}
+	if a.ready != nil {
+		a.ready(bound)
+	}
+
+	var serveErr error
+	pending := len(lns)
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", context.Cause(ctx).Error(), "grace", o.grace.String())
+	case s := <-sigs:
+		log.Info("shutting down", "signal", s.String(), "grace", o.grace.String())
+	case serveErr = <-served:
+		pending--
+		log.Error("accepting failed; shutting down", "err", serveErr.Error())
+	}
+
+	second := shutdown(srv, log, sigs, o.grace, &forced)
+	for ; pending > 0; pending-- {
+		<-served
+	}
+	log.Info("stopped")
+
+	switch {
+	case serveErr != nil:
+		return failf("accepting on %s: %s", addr, cause(serveErr))
+	case second != nil:
+		return &exitErr{code: signalExitCode(second)}
+	}
+	return nil
+}
+
+// shutdown shuts srv down gracefully: it stops accepting and gives the
+// open connections up to grace to finish. A signal on sigs cuts the grace
+// period short; shutdown then returns that signal. forced counts the
+// connections that had to be closed.
+func shutdown(srv *tcpkit.Server, log *slog.Logger, sigs <-chan os.Signal, grace time.Duration, forced *atomic.Int64) os.Signal {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	forcedBy := make(chan os.Signal, 1)
+	watching := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case s := <-sigs:
+			log.Warn("second signal: closing all connections now", "signal", s.String())
+			forcedBy <- s
+			cancel()
+		case <-watching:
+		}
+	}()
+	err := srv.Shutdown(ctx)
+	close(watching)
+	<-watched
+	var second os.Signal
+	select {
+	case second = <-forcedBy:
+	default:
+	}
+	if n := forced.Load(); second == nil && (n > 0 || err != nil) {
+		log.Warn("grace period over: closed the remaining connections", "closed", n)
+	}
+	return second
+}
+
+// echoHandler returns the seed's connection listener: log, greet, echo.
+// forced counts the connections that a shutdown had to close.
+func echoHandler(log *slog.Logger, greeting []byte, forced *atomic.Int64) tcpkit.Handler {
+	var ids atomic.Int64
+	return func(c *tcpkit.Conn) {
+		id := ids.Add(1)
+		start := time.Now()
+		remote := peer(c.RemoteAddr())
+		log.Info("client connected", "conn", id, "remote", remote)
+		c.OnClose(func(err error) {
+			attrs := []any{"conn", id, "remote", remote,
+				"bytes_in", c.BytesRead(), "bytes_out", c.BytesWritten(),
+				"duration", roundDuration(time.Since(start)).String()}
+			if err != nil {
+				attrs = append(attrs, "err", err.Error())
+			}
+			if errors.Is(err, tcpkit.ErrServerClosed) {
+				forced.Add(1)
+			}
+			log.Info("client disconnected", attrs...)
+		})
+		if len(greeting) > 0 {
+			c.Write(greeting)
+		}
+		tcpkit.Pipe(c, c)
+	}
+}
+
+// newLogger returns the echo server's logger: slog text or JSON lines on w,
+// or nothing at all.
+func newLogger(w io.Writer, format string, quiet bool) *slog.Logger {
+	switch {
+	case quiet:
+		return slog.New(slog.DiscardHandler)
+	case format == "json":
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// peer describes a remote address for the log. Clients of a Unix socket
+// have no address of their own.
+func peer(a net.Addr) string {
+	if a == nil || a.String() == "" || a.String() == "@" {
+		return "unix (unnamed)"
+	}
+	return addrString(a)
+}
+
+// roundDuration keeps a duration readable in a log line.
+func roundDuration(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
+}
