@@ -98,8 +98,11 @@ func (s *Server) init() {
 }
 
 // ListenAndServe listens on s.Addr and serves connections until Close or
-// Shutdown. It always returns a non-nil error: ErrServerClosed after Close
-// or Shutdown, otherwise the error that stopped it.
+// Shutdown. A host name that stands for several loopback addresses, such as
+// localhost, is served on each of them (see ListenConfig.ListenAll), so
+// that clients which try ::1 first connect at once. ListenAndServe always
+// returns a non-nil error: ErrServerClosed after Close or Shutdown,
+// otherwise the error that stopped it.
 func (s *Server) ListenAndServe() error {
 	s.init()
 	if s.cfgErr != nil {
@@ -113,11 +116,14 @@ func (s *Server) ListenAndServe() error {
 		addr = ":0"
 	}
 	lc := ListenConfig{SocketMode: s.SocketMode}
-	ln, err := lc.Listen(context.Background(), addr)
+	lns, err := lc.ListenAll(context.Background(), addr)
 	if err != nil {
 		return err
 	}
-	return s.Serve(ln)
+	for _, ln := range lns[1:] {
+		go s.Serve(ln) // returns, as the first does, on Close
+	}
+	return s.Serve(lns[0])
 }
 
 // Serve accepts connections on ln and runs the Handler for each, until

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tcpkit/tcpkit"
 )
@@ -46,40 +44,6 @@ func TestListenErrorMessages(t *testing.T) {
 			}
 			if ee.msg != tt.want {
 				t.Errorf("got %q, want %q", ee.msg, tt.want)
-			}
-		})
-	}
-}
-
-// TestLoopbackIPs checks which names get one listener per loopback address.
-func TestLoopbackIPs(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	tests := []struct {
-		host string
-		want []string // nil: a single listener, as asked
-	}{
-		{host: "localhost", want: []string{"127.0.0.1", "::1"}},
-		{host: "LocalHost.", want: []string{"127.0.0.1", "::1"}},
-		{host: "app.localhost", want: []string{"127.0.0.1", "::1"}},
-		{host: "127.0.0.1"},
-		{host: "::1"},
-		{host: ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.host, func(t *testing.T) {
-			ips := loopbackIPs(ctx, tt.host)
-			var got []string
-			for _, ip := range ips {
-				got = append(got, ip.String())
-			}
-			if len(got) < len(tt.want) || (tt.want == nil) != (got == nil) {
-				t.Fatalf("loopbackIPs(%q) = %q, want %q", tt.host, got, tt.want)
-			}
-			for i, w := range tt.want {
-				if got[i] != w {
-					t.Errorf("loopbackIPs(%q) = %q, want %q first", tt.host, got, tt.want)
-				}
 			}
 		})
 	}
