@@ -348,6 +348,9 @@
 //     unless paused (data nobody listens for is dropped, as in Node), so the
 //     peer's FIN is seen and the connection closes. Node never emits 'end'
 //     for a socket whose data nobody consumes.
+//   - "localhost:PORT" listens on 127.0.0.1 and ::1 both (ListenAll), so a
+//     client that resolves localhost to ::1 first is not refused, as it is
+//     by a Node server listening on 127.0.0.1 (nodejs/node#40702).
 //   - One Server can serve several addresses: call Serve once per listener
 //     (Node: one listen per server). OnListening fires for each; Close
 //     closes them all.
