@@ -16,26 +16,9 @@ const maxSpare = 64 << 10
 // kernel took. A full socket buffer is not an error: it returns 0, nil.
 // Called with c.mu held and the queue empty.
 func (c *Conn) tryWrite(p []byte) (int, error) {
-	var n int
-	var errno error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for {
-			n, errno = syscall.Write(int(fd), p)
-			if errno != syscall.EINTR {
-				return true
-			}
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, c.opError("write", err)
-	case errno == syscall.EAGAIN:
-		return 0, nil
-	case errno != nil:
-		return 0, c.opError("write", os.NewSyscallError("write", errno))
-	}
+	n, err := c.rawWrite(p, false)
 	c.bytesWritten.Add(int64(n))
-	return n, nil
+	return n, err
 }
 
 // enqueueLocked appends p to the write queue and makes sure a writer
@@ -120,19 +103,28 @@ func (c *Conn) blockingWrite(p []byte) (int, error) {
 	if c.raw == nil {
 		return c.nc.Write(p)
 	}
+	return c.rawWrite(p, true)
+}
+
+// rawWrite calls write(2) on the socket, again after EINTR. If wait is set,
+// it also waits in the netpoller while the socket buffer is full; if not, a
+// full buffer returns 0, nil.
+func (c *Conn) rawWrite(p []byte, wait bool) (int, error) {
 	var n int
 	var errno error
 	err := c.raw.Write(func(fd uintptr) bool {
 		for {
 			n, errno = syscall.Write(int(fd), p)
 			if errno != syscall.EINTR {
-				return errno != syscall.EAGAIN
+				return !wait || errno != syscall.EAGAIN
 			}
 		}
 	})
 	switch {
 	case err != nil:
 		return 0, c.opError("write", err)
+	case errno == syscall.EAGAIN:
+		return 0, nil
 	case errno != nil:
 		return 0, c.opError("write", os.NewSyscallError("write", errno))
 	}
