@@ -64,7 +64,9 @@ type ConnConfig struct {
 	// MaxBuffered caps the write queue. A Write that would take it over
 	// closes the connection with ErrSlowConsumer, so that a peer that has
 	// stopped reading never costs more than MaxBuffered bytes of memory.
-	// Default DefaultMaxBuffered (4 MiB).
+	// It must be at least HighWater + ReadBufferSize, the most that Pipe
+	// queues. Default DefaultMaxBuffered (4 MiB), or 2×HighWater +
+	// ReadBufferSize if that is more.
 	MaxBuffered int
 
 	// ReadBufferSize is the size of each connection's read buffer, and so
@@ -82,11 +84,11 @@ func (cfg ConnConfig) resolve() (ConnConfig, error) {
 	if cfg.LowWater == 0 {
 		cfg.LowWater = cfg.HighWater / 4
 	}
-	if cfg.MaxBuffered == 0 {
-		cfg.MaxBuffered = max(DefaultMaxBuffered, cfg.HighWater)
-	}
 	if cfg.ReadBufferSize == 0 {
 		cfg.ReadBufferSize = DefaultReadBufferSize
+	}
+	if cfg.MaxBuffered == 0 {
+		cfg.MaxBuffered = max(DefaultMaxBuffered, 2*cfg.HighWater+cfg.ReadBufferSize)
 	}
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
@@ -97,8 +99,11 @@ func (cfg ConnConfig) resolve() (ConnConfig, error) {
 			cfg.HighWater, cfg.LowWater, cfg.MaxBuffered, cfg.ReadBufferSize)
 	case cfg.LowWater > cfg.HighWater:
 		return cfg, fmt.Errorf("tcpkit: ConnConfig.LowWater (%d) is above HighWater (%d)", cfg.LowWater, cfg.HighWater)
-	case cfg.MaxBuffered < cfg.HighWater:
-		return cfg, fmt.Errorf("tcpkit: ConnConfig.MaxBuffered (%d) is below HighWater (%d)", cfg.MaxBuffered, cfg.HighWater)
+	case cfg.MaxBuffered < cfg.HighWater+cfg.ReadBufferSize:
+		// Pipe pauses its source once the queue is over HighWater, so the
+		// queue must hold HighWater plus one read.
+		return cfg, fmt.Errorf("tcpkit: ConnConfig.MaxBuffered (%d) is below HighWater (%d) plus ReadBufferSize (%d)",
+			cfg.MaxBuffered, cfg.HighWater, cfg.ReadBufferSize)
 	case cfg.Timeout < 0 || cfg.IdleTimeout < 0:
 		return cfg, fmt.Errorf("tcpkit: negative ConnConfig timeout (Timeout %v, IdleTimeout %v)", cfg.Timeout, cfg.IdleTimeout)
 	}

@@ -38,8 +38,8 @@ type Conn struct {
 
 	ls   atomic.Pointer[listeners] // copied on write, so events read it without a lock
 	lsMu sync.Mutex                // serialises the writers of ls
-	// closeSent is set, under lsMu, when finish takes the listeners for
-	// the close event.
+	// closeSent is set, under lsMu, once finish has called every close
+	// listener, those added while it was calling them included.
 	closeSent bool
 
 	events       atomic.Uint32 // evDrain | evWake, for the event goroutine
@@ -47,6 +47,7 @@ type Conn struct {
 	wake         chan struct{} // nudges an event goroutine that waits outside Read
 	lastAct      atomic.Int64  // time of the last traffic, as nanoseconds since start
 	timeout      atomic.Int64  // SetTimeout's duration
+	timeoutSet   atomic.Int64  // when SetTimeout was last called, as lastAct counts time
 	bytesRead    atomic.Int64
 	bytesWritten atomic.Int64
 
@@ -63,6 +64,16 @@ type Conn struct {
 	closing  bool
 	closeErr error
 	writers  sync.WaitGroup
+
+	// The arguments and results of rawWrite's write(2) call, and the
+	// function the netpoller calls with the socket, made once so that a
+	// write allocates nothing. The direct write (under mu, with no writer)
+	// and the writer goroutine never write at once, so one set serves both.
+	writeFn  func(fd uintptr) bool
+	wp       []byte
+	wn       int
+	werr     error
+	wwait    bool
 
 	done chan struct{} // closed after the OnClose callbacks returned
 	err  error         // the close error, set before done is closed
@@ -84,6 +95,11 @@ type listeners struct {
 func (c *Conn) addListener(add func(l *listeners)) {
 	c.lsMu.Lock()
 	defer c.lsMu.Unlock()
+	c.addListenerLocked(add)
+}
+
+// addListenerLocked is addListener with c.lsMu held.
+func (c *Conn) addListenerLocked(add func(l *listeners)) {
 	l := *c.ls.Load()
 	l.data, l.end, l.drain, l.timeout = slices.Clip(l.data), slices.Clip(l.end), slices.Clip(l.drain), slices.Clip(l.timeout)
 	l.err, l.close, l.shutdown = slices.Clip(l.err), slices.Clip(l.close), slices.Clip(l.shutdown)
@@ -113,13 +129,17 @@ func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
 	}
 	c.ls.Store(new(listeners))
 	c.timeout.Store(int64(cfg.Timeout))
+	c.touch() // a new connection is not idle, even before its goroutine runs
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
+			c.writeFn = c.writeSyscall
 		}
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetNoDelay(!cfg.Nagle)
+		if cfg.Nagle { // Go sets TCP_NODELAY on every TCP connection already
+			tc.SetNoDelay(false)
+		}
 		if cfg.KeepAlive > 0 {
 			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive, Interval: cfg.KeepAlive})
 		} else {
@@ -167,9 +187,9 @@ func (c *Conn) OnError(f func(err error)) {
 // always last. err is nil after a clean close (both sides ended, or Close
 // or Reset was called) and the error that closed the connection otherwise.
 //
-// A listener added after the close event has been delivered is called at
-// once, on the caller's goroutine, so cleanup tied to a connection always
-// runs.
+// A listener added while the close event is being delivered runs after the
+// others, on the event goroutine; one added after that runs at once, on the
+// caller's goroutine. Either way cleanup tied to a connection always runs.
 func (c *Conn) OnClose(f func(err error)) {
 	c.lsMu.Lock()
 	if c.closeSent {
@@ -177,8 +197,8 @@ func (c *Conn) OnClose(f func(err error)) {
 		f(c.err)
 		return
 	}
+	c.addListenerLocked(func(l *listeners) { l.close = append(l.close, f) })
 	c.lsMu.Unlock()
-	c.addListener(func(l *listeners) { l.close = append(l.close, f) })
 }
 
 // OnShutdown adds a listener for the shutdown event, which Server.Shutdown
@@ -192,44 +212,49 @@ func (c *Conn) OnShutdown(f func()) {
 
 // Write queues p to be sent and returns len(p), nil: it never blocks. If the
 // queue is empty, Write first tries to hand p to the kernel directly, so the
-// common case costs one system call and no copy. Writes from one goroutine
-// go out in the order they were made.
+// common case costs one system call and no copy. Each Write's bytes go out
+// whole, never interleaved with another Write's, and Writes go out in the
+// order they were made: from one goroutine, or from several whose Writes
+// are ordered by a lock or channel.
 //
 // Write returns an error, and sends nothing, after End (ErrWriteAfterEnd) or
 // once the connection is closing (net.ErrClosed). If the queue would go over
 // MaxBuffered, Write closes the connection with ErrSlowConsumer and returns
-// that error.
+// that error. If the direct write fails, for example because the peer has
+// reset the connection, Write closes the connection and returns that error,
+// a *net.OpError.
 func (c *Conn) Write(p []byte) (int, error) {
+	n, _, _, err := c.write(p)
+	return n, err
+}
+
+// write is Write, also reporting, as of the same moment, whether the queue
+// is over HighWater and how many drain events have been posted (see Pipe).
+func (c *Conn) write(p []byte) (n int, over bool, drains uint64, err error) {
 	if len(p) == 0 {
-		return 0, nil
+		return 0, false, 0, nil
 	}
 	c.mu.Lock()
 	if err := c.writableLocked(); err != nil {
 		c.mu.Unlock()
-		return 0, err
+		return 0, false, 0, err
 	}
-	n := 0
 	if !c.writing && len(c.wq) == 0 && c.raw != nil {
-		var err error
 		n, err = c.tryWrite(p)
-		if err != nil {
-			c.mu.Unlock()
-			c.closeWith(err)
-			return n, err
-		}
 	}
-	if n < len(p) {
-		if err := c.enqueueLocked(p[n:]); err != nil {
-			c.mu.Unlock()
-			c.closeWith(err)
-			return n, err
-		}
+	if err == nil && n < len(p) {
+		err = c.enqueueLocked(p[n:])
 	}
+	over, drains = c.overHigh, c.drainGen
 	c.mu.Unlock()
 	if n > 0 {
 		c.touch() // traffic; bytes merely queued are not
 	}
-	return len(p), nil
+	if err != nil {
+		c.closeWith(err)
+		return n, false, drains, err
+	}
+	return len(p), over, drains, nil
 }
 
 // WriteString is Write for a string, without copying it first.
@@ -239,7 +264,8 @@ func (c *Conn) WriteString(s string) (int, error) {
 
 // End half-closes the connection: once everything queued has been sent, it
 // sends FIN (shutdown(SHUT_WR)). The connection stays readable. It closes
-// when the peer has ended too. End is idempotent.
+// when the peer has ended too. Calling End again does nothing; after the
+// connection has closed, End returns an error wrapping net.ErrClosed.
 func (c *Conn) End() error {
 	c.mu.Lock()
 	if c.closing {
@@ -324,7 +350,7 @@ func (c *Conn) Paused() bool {
 // restarts the idle period. Zero turns the notification off.
 func (c *Conn) SetTimeout(d time.Duration) {
 	c.timeout.Store(int64(max(d, 0)))
-	c.touch()
+	c.timeoutSet.Store(int64(time.Since(c.start)))
 	c.post(evWake)
 }
 

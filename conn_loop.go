@@ -45,24 +45,27 @@ func (c *Conn) loop() {
 		rearm              = true // recompute the idle deadline
 	)
 	for {
+		c.mu.Lock()
+		closing, paused, finSent := c.closing, c.paused, c.finSent
+		c.mu.Unlock()
+		if closing {
+			return // no event after Close, not even one already posted
+		}
 		if ev := c.events.Swap(0); ev != 0 || rearm {
 			if ev&evDrain != 0 {
 				c.emit(c.ls.Load().drain)
 			}
-			if ev&evShutdown != 0 {
+			if ev&evShutdown != 0 && !c.isClosing() {
 				c.emit(c.ls.Load().shutdown)
 			}
-			deadline = c.checkTimers(&fired)
-			c.nc.SetReadDeadline(deadline)
+			if !c.isClosing() {
+				deadline = c.checkTimers(&fired)
+				c.nc.SetReadDeadline(deadline)
+			}
 			rearm = false
 			continue
 		}
-		c.mu.Lock()
-		closing, paused, finSent := c.closing, c.paused, c.finSent
-		c.mu.Unlock()
 		switch {
-		case closing:
-			return
 		case endSent && finSent:
 			c.closeWith(nil) // both sides have ended: a clean close
 			return
@@ -70,6 +73,9 @@ func (c *Conn) loop() {
 			p := held
 			held = nil
 			for _, f := range c.ls.Load().data {
+				if c.isClosing() {
+					break
+				}
 				f(p)
 			}
 			continue
@@ -135,12 +141,15 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	if timeout <= 0 && idle <= 0 {
 		return time.Time{}
 	}
+	// The notification's idle period also restarts at SetTimeout, which is
+	// not traffic: IdleTimeout and Shutdown look at traffic alone.
 	last, now := c.lastAct.Load(), int64(time.Since(c.start))
-	if timeout > 0 && *fired != last && now-last >= timeout {
-		*fired = last
+	since := max(last, c.timeoutSet.Load())
+	if timeout > 0 && *fired != since && now-since >= timeout {
+		*fired = since
 		c.emit(c.ls.Load().timeout)
 		last, now = c.lastAct.Load(), int64(time.Since(c.start))
-		timeout = c.timeout.Load()
+		since, timeout = max(last, c.timeoutSet.Load()), c.timeout.Load()
 	}
 	if idle > 0 && now-last >= idle {
 		c.closeWith(ErrIdleTimeout)
@@ -148,8 +157,8 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	}
 	next := int64(math.MaxInt64)
 	switch {
-	case timeout > 0 && *fired != last:
-		next = last + timeout
+	case timeout > 0 && *fired != since:
+		next = since + timeout
 	case timeout > 0:
 		next = now + timeout // look again then: traffic starts a new period
 	}
@@ -162,10 +171,21 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	return c.start.Add(time.Duration(next))
 }
 
+// emit calls listeners of an event in turn, stopping if one closes the
+// connection.
 func (c *Conn) emit(fs []func()) {
 	for _, f := range fs {
+		if c.isClosing() {
+			return
+		}
 		f()
 	}
+}
+
+func (c *Conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
 }
 
 // finish delivers the error and close events, once the writer goroutine has
@@ -176,21 +196,33 @@ func (c *Conn) finish() {
 	c.mu.Lock()
 	c.err = c.closeErr
 	c.mu.Unlock()
-	c.lsMu.Lock()
-	c.closeSent = true
-	ls := c.ls.Load()
-	c.lsMu.Unlock()
+	if c.srv != nil {
+		c.srv.connClosing(c) // NumConns no longer counts it, in OnClose already
+	}
 	if c.err != nil {
-		for _, f := range ls.err {
+		for _, f := range c.ls.Load().err {
 			c.safely(func() { f(c.err) })
 		}
 	}
-	for _, f := range ls.close {
-		c.safely(func() { f(c.err) })
+	// Close listeners run in rounds: one added while a round runs, from
+	// another goroutine, runs in the next, here, after the others.
+	for n := 0; ; {
+		c.lsMu.Lock()
+		ls := c.ls.Load().close
+		if n == len(ls) {
+			c.closeSent = true
+			c.lsMu.Unlock()
+			break
+		}
+		c.lsMu.Unlock()
+		for _, f := range ls[n:] {
+			c.safely(func() { f(c.err) })
+		}
+		n = len(ls)
 	}
 	close(c.done)
 	if c.srv != nil {
-		c.srv.connDone(c)
+		c.srv.connDone()
 	}
 }
 

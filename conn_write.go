@@ -110,16 +110,10 @@ func (c *Conn) blockingWrite(p []byte) (int, error) {
 // it also waits in the netpoller while the socket buffer is full; if not, a
 // full buffer returns 0, nil.
 func (c *Conn) rawWrite(p []byte, wait bool) (int, error) {
-	var n int
-	var errno error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for {
-			n, errno = syscall.Write(int(fd), p)
-			if errno != syscall.EINTR {
-				return !wait || errno != syscall.EAGAIN
-			}
-		}
-	})
+	c.wp, c.wwait = p, wait
+	err := c.raw.Write(c.writeFn)
+	n, errno := c.wn, c.werr
+	c.wp, c.wn, c.werr = nil, 0, nil
 	switch {
 	case err != nil:
 		return 0, c.opError("write", err)
@@ -129,6 +123,19 @@ func (c *Conn) rawWrite(p []byte, wait bool) (int, error) {
 		return 0, c.opError("write", os.NewSyscallError("write", errno))
 	}
 	return n, nil
+}
+
+// writeSyscall is c.writeFn: the function the netpoller calls with the
+// socket for rawWrite. It returns false to wait for the socket to become
+// writable.
+func (c *Conn) writeSyscall(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), c.wp)
+		if err != syscall.EINTR {
+			c.wn, c.werr = max(n, 0), err
+			return !c.wwait || err != syscall.EAGAIN
+		}
+	}
 }
 
 // maybeDrainLocked posts the drain event once an armed queue has fallen to

@@ -89,21 +89,25 @@ func explainDialError(network, address string, err error) error {
 	if network != "unix" || address[0] == '@' || !errors.As(err, &oe) {
 		return err
 	}
+	var ex *explained
 	switch {
 	case errors.Is(err, syscall.EAGAIN):
-		oe.Err = &explained{err: syscall.EAGAIN,
+		ex = &explained{err: syscall.EAGAIN,
 			msg: "resource temporarily unavailable: the server's listen backlog is full"}
 	case errors.Is(err, syscall.ECONNREFUSED):
 		fi, serr := os.Stat(address)
 		switch {
 		case serr != nil:
 		case fi.Mode()&fs.ModeSocket == 0:
-			oe.Err = &explained{err: syscall.ENOTSOCK,
+			ex = &explained{err: syscall.ENOTSOCK,
 				msg: fmt.Sprintf("not a socket: the file there is a %s", describeMode(fi.Mode()))}
 		default:
-			oe.Err = &explained{err: syscall.ECONNREFUSED,
+			ex = &explained{err: syscall.ECONNREFUSED,
 				msg: "connection refused: the socket file exists but no server is accepting on it (a stale socket?)"}
 		}
+	}
+	if ex != nil {
+		oe.Err = os.NewSyscallError("connect", ex) // as package net has it
 	}
 	return err
 }

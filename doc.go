@@ -108,7 +108,8 @@
 // A Handler written to these rules runs unchanged under either engine.
 //
 // A Server's own callbacks run elsewhere: OnListening, OnError and OnDrop on
-// the goroutine that runs Serve; OnClose on the goroutine that closed the
+// the goroutine that runs Serve for the listener concerned (so, with several
+// listeners, possibly at once); OnClose on the goroutine that closed the
 // last connection or called Close.
 //
 // # Data has no message boundaries

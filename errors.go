@@ -21,8 +21,9 @@ var (
 	ErrSlowConsumer = errors.New("tcpkit: slow consumer")
 
 	// ErrIdleTimeout closes a connection that had no traffic in either
-	// direction for ConnConfig.IdleTimeout.
-	ErrIdleTimeout = errors.New("tcpkit: idle timeout")
+	// direction for ConnConfig.IdleTimeout. It is a net.Error whose Timeout
+	// method reports true.
+	ErrIdleTimeout error = &timeoutError{"tcpkit: idle timeout"}
 
 	// ErrWriteAfterEnd is returned by Write after End. The connection stays
 	// as it is: the data already queued is still sent.
@@ -50,6 +51,25 @@ type explained struct {
 func (e *explained) Error() string { return e.msg }
 func (e *explained) Unwrap() error { return e.err }
 
+// Timeout and Temporary answer as the errno would, so that net.Error
+// checks see the same as with the bare error.
+func (e *explained) Timeout() bool {
+	t, ok := e.err.(interface{ Timeout() bool })
+	return ok && t.Timeout()
+}
+
+func (e *explained) Temporary() bool {
+	t, ok := e.err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// timeoutError is a sentinel that is also a net.Error timeout.
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string   { return e.msg }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
+
 // PanicError is the close error of a connection whose callback panicked.
 // The server recovers the panic so that other connections carry on.
 type PanicError struct {
@@ -58,3 +78,10 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("tcpkit: panic in callback: %v", e.Value) }
+
+// Unwrap returns the panic value if it is an error, so that errors.Is and
+// errors.As see through a panic(err).
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}

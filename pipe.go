@@ -15,30 +15,19 @@ package tcpkit
 // direction still has data in flight.
 func Pipe(dst, src *Conn) {
 	src.OnData(func(p []byte) {
-		over, gen, err := dst.writePiped(p)
+		_, over, drains, err := dst.write(p)
 		if err != nil || !over {
 			return
 		}
 		src.Pause()
 		// dst may have drained between its write and the Pause above; its
 		// drain listener then resumed src before src was paused.
-		if dst.drainCount() != gen {
+		if dst.drainCount() != drains {
 			src.Resume()
 		}
 	})
 	dst.OnDrain(src.Resume)
 	src.OnEnd(func() { dst.End() })
-}
-
-// writePiped is Write for Pipe: it also reports whether the queue is over
-// HighWater, and the drain count at that moment.
-func (c *Conn) writePiped(p []byte) (over bool, gen uint64, err error) {
-	if _, err = c.Write(p); err != nil {
-		return false, 0, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.overHigh, c.drainGen, nil
 }
 
 func (c *Conn) drainCount() uint64 {

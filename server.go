@@ -40,7 +40,9 @@ type Server struct {
 
 	// OnListening is called once for each listener, when Serve starts
 	// accepting on it: Node's listening event. addr is the bound address,
-	// so port 0 can be read here.
+	// so port 0 can be read here. OnListening, OnError and OnDrop run on
+	// the goroutine of the Serve loop concerned: with several listeners
+	// (ListenAndServe on localhost, say) they may run at the same time.
 	OnListening func(addr net.Addr)
 
 	// OnError is called with errors that do not end Serve: the first of a
@@ -69,6 +71,7 @@ type Server struct {
 	mu       sync.Mutex // guards the fields below
 	lns      map[*net.Listener]struct{}
 	conns    map[*Conn]struct{}
+	closings int // connections out of conns whose close events are running
 	closing  bool
 	finished bool // OnClose has been called
 	dropping bool // in a run of drops
@@ -150,7 +153,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		s.maybeFinish()
 	}()
-	if s.OnListening != nil {
+	if s.OnListening != nil && !s.isClosing() {
 		s.OnListening(ln.Addr())
 	}
 
@@ -184,6 +187,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // startConn tracks a new connection and starts its event goroutine, or
 // drops it if MaxConnections has been reached.
 func (s *Server) startConn(nc net.Conn) {
+	c := newConn(nc, s.cfg, s, s.Logger) // socket options set outside the lock
 	s.mu.Lock()
 	if s.closing { // Close ran between Accept and here
 		s.mu.Unlock()
@@ -195,7 +199,7 @@ func (s *Server) startConn(nc net.Conn) {
 		s.dropping = true
 		s.mu.Unlock()
 		nc.Close()
-		d := Drop{LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
+		d := Drop{LocalAddr: c.local, RemoteAddr: c.remote}
 		switch {
 		case s.OnDrop != nil:
 			s.OnDrop(d)
@@ -206,17 +210,24 @@ func (s *Server) startConn(nc net.Conn) {
 		return
 	}
 	s.dropping = false
-	c := newConn(nc, s.cfg, s, s.Logger)
 	s.conns[c] = struct{}{}
 	s.handlers.Add(1)
 	s.mu.Unlock()
 	go c.serve(s.Handler)
 }
 
-// connDone is called by each connection after its close event.
-func (s *Server) connDone(c *Conn) {
+// connClosing is called by each connection before its close event.
+func (s *Server) connClosing(c *Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.closings++
+	s.mu.Unlock()
+}
+
+// connDone is called by each connection after its close event.
+func (s *Server) connDone() {
+	s.mu.Lock()
+	s.closings--
 	s.mu.Unlock()
 	s.handlers.Done()
 	s.maybeFinish()
@@ -226,7 +237,7 @@ func (s *Server) connDone(c *Conn) {
 // left and no connection is open.
 func (s *Server) maybeFinish() {
 	s.mu.Lock()
-	if !s.closing || s.finished || len(s.conns) > 0 || len(s.lns) > 0 {
+	if !s.closing || s.finished || len(s.conns) > 0 || s.closings > 0 || len(s.lns) > 0 {
 		s.mu.Unlock()
 		return
 	}
@@ -271,6 +282,10 @@ func (s *Server) Close() error {
 //     write and no traffic since the previous look, which is made with a
 //     growing interval (10ms to 500ms). Ending sends FIN after the queue is
 //     flushed; the connection closes when the peer ends too.
+//
+// Shutdown waits for the Serve loops, so it must not be called from a
+// Server callback (OnListening, OnError, OnDrop), which runs on a Serve
+// loop: call Close there, or go srv.Shutdown(ctx).
 //
 // Shutdown returns nil once every connection has closed and every Serve
 // loop has returned. If ctx ends first, Shutdown closes the remaining
