@@ -69,11 +69,11 @@ type Conn struct {
 	// function the netpoller calls with the socket, made once so that a
 	// write allocates nothing. The direct write (under mu, with no writer)
 	// and the writer goroutine never write at once, so one set serves both.
-	writeFn  func(fd uintptr) bool
-	wp       []byte
-	wn       int
-	werr     error
-	wwait    bool
+	writeFn func(fd uintptr) bool
+	wp      []byte
+	wn      int
+	werr    error
+	wwait   bool
 
 	done chan struct{} // closed after the OnClose callbacks returned
 	err  error         // the close error, set before done is closed
