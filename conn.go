@@ -48,6 +48,7 @@ type Conn struct {
 	lastAct      atomic.Int64  // time of the last traffic, as nanoseconds since start
 	timeout      atomic.Int64  // SetTimeout's duration
 	timeoutSet   atomic.Int64  // when SetTimeout was last called, as lastAct counts time
+	endBy        atomic.Int64  // EndWithError's deadline, as lastAct counts time; 0 for none
 	bytesRead    atomic.Int64
 	bytesWritten atomic.Int64
 
@@ -59,6 +60,8 @@ type Conn struct {
 	overHigh bool       // the queue went over HighWater; OnDrain is armed
 	drainGen uint64     // counts OnDrain events posted; see Pipe
 	ending   bool       // End was called
+	endErr   error      // EndWithError's error: the close error of a clean close
+	discard  bool       // EndWithError was called: drop input unseen
 	finSent  bool       // our FIN has gone out
 	paused   bool
 	closing  bool
@@ -286,6 +289,38 @@ func (c *Conn) End() error {
 		c.closeWith(err)
 	}
 	return err
+}
+
+// DefaultEndTimeout is EndWithError's timeout when it is given zero.
+const DefaultEndTimeout = 5 * time.Second
+
+// EndWithError ends the connection for a reason the peer has to be told,
+// such as a protocol error: write the reply first, then call EndWithError.
+// Like End, it sends everything queued, then FIN. From then on, input is
+// read and dropped unseen (no more data events), so that the peer's FIN is
+// still seen and closing does not turn into a reset that could destroy the
+// reply. The connection closes with err as its close error (OnError,
+// OnClose, Err) once the queue is flushed and the peer has ended too, or
+// when timeout has passed, whichever comes first; zero means
+// DefaultEndTimeout. Close and CloseWithError cut it short, with their own
+// error.
+func (c *Conn) EndWithError(err error, timeout time.Duration) {
+	if timeout <= 0 {
+		timeout = DefaultEndTimeout
+	}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	if c.endErr == nil {
+		c.endErr = err
+		c.endBy.Store(int64(time.Since(c.start) + timeout))
+	}
+	c.discard = true
+	c.mu.Unlock()
+	c.End()
+	c.post(evWake) // the deadline is new
 }
 
 // Close closes the connection at once, dropping anything still queued. The

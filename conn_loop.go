@@ -46,7 +46,7 @@ func (c *Conn) loop() {
 	)
 	for {
 		c.mu.Lock()
-		closing, paused, finSent := c.closing, c.paused, c.finSent
+		closing, paused, finSent, discard, endErr := c.closing, c.paused, c.finSent, c.discard, c.endErr
 		c.mu.Unlock()
 		if closing {
 			return // no event after Close, not even one already posted
@@ -65,9 +65,12 @@ func (c *Conn) loop() {
 			rearm = false
 			continue
 		}
+		if discard {
+			held, paused = nil, false // EndWithError: input is read to its end and dropped unseen
+		}
 		switch {
 		case endSent && finSent:
-			c.closeWith(nil) // both sides have ended: a clean close
+			c.closeWith(endErr) // both sides have ended: a clean close (nil but after EndWithError)
 			return
 		case !paused && held != nil:
 			p := held
@@ -137,8 +140,8 @@ func (c *Conn) wait(deadline time.Time) bool {
 // activity stamp that OnTimeout last fired for, so that it fires once per
 // idle period.
 func (c *Conn) checkTimers(fired *int64) time.Time {
-	timeout, idle := c.timeout.Load(), int64(c.cfg.IdleTimeout)
-	if timeout <= 0 && idle <= 0 {
+	timeout, idle, endBy := c.timeout.Load(), int64(c.cfg.IdleTimeout), c.endBy.Load()
+	if timeout <= 0 && idle <= 0 && endBy == 0 {
 		return time.Time{}
 	}
 	// The notification's idle period also restarts at SetTimeout, which is
@@ -155,6 +158,13 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 		c.closeWith(ErrIdleTimeout)
 		return time.Time{}
 	}
+	if endBy > 0 && now >= endBy {
+		c.mu.Lock()
+		err := c.endErr
+		c.mu.Unlock()
+		c.closeWith(err) // EndWithError's peer did not end in time
+		return time.Time{}
+	}
 	next := int64(math.MaxInt64)
 	switch {
 	case timeout > 0 && *fired != since:
@@ -164,6 +174,9 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	}
 	if idle > 0 {
 		next = min(next, last+idle)
+	}
+	if endBy > 0 {
+		next = min(next, endBy)
 	}
 	if next == math.MaxInt64 {
 		return time.Time{}

@@ -273,7 +273,8 @@
 //	write(data[, enc][, cb])          Conn.Write, Conn.WriteString; no cb; false: not yet (see Buffered)
 //	end([data][, enc][, cb])          Conn.Write, then Conn.End
 //	destroy()                         Conn.Close (the close error is nil)
-//	destroy(err)                      Conn.CloseWithError(err)
+//	destroy(err)                      Conn.CloseWithError(err); Conn.EndWithError(err, d) sends what
+//	                                  is queued first, then closes with err
 //	destroySoon()                     Conn.End: the connection closes when the peer ends too
 //	resetAndDestroy()                 Conn.Reset
 //	pause() / resume() / isPaused()   Conn.Pause, Conn.Resume, Conn.Paused

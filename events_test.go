@@ -382,3 +382,57 @@ func TestPeerResetIsolated(t *testing.T) {
 		}
 	})
 }
+
+func TestEventsEndWithError(t *testing.T) {
+	errBad := errors.New("bad request")
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		t.Run("peer ends", func(t *testing.T) {
+			addr, recs := recordingServer(t, e, addr, ConnConfig{}, func(c *Conn) {
+				c.Pause() // EndWithError reads on regardless, to see the FIN
+				c.Resume()
+				c.OnData(func(p []byte) {
+					c.WriteString("error: bad request\n")
+					c.EndWithError(errBad, 0)
+					c.Pause()
+				})
+			})
+			nc := dialRaw(t, addr)
+			io.WriteString(nc, "bad")
+			got, err := io.ReadAll(nc) // the reply, then the server's FIN
+			if err != nil || string(got) != "error: bad request\n" {
+				t.Fatalf("client read %q, %v", got, err)
+			}
+			io.WriteString(nc, "ignored") // dropped unseen
+			closeWrite(t, nc)
+			r := waitFor(t, recs, 5*time.Second, "server connection")
+			r.check(t, "open", "data", "end", "error", "close")
+			if r.closeErr() != errBad || string(r.bytes()) != "bad" {
+				t.Errorf("close error %v, data %q; want the EndWithError error and only the first data", r.closeErr(), r.bytes())
+			}
+		})
+		t.Run("peer does not end", func(t *testing.T) {
+			addr, recs := recordingServer(t, e, addr, ConnConfig{}, func(c *Conn) {
+				c.OnData(func(p []byte) {
+					c.WriteString("go away\n")
+					c.EndWithError(errBad, 100*time.Millisecond)
+				})
+			})
+			nc := dialRaw(t, addr)
+			io.WriteString(nc, "hello")
+			start := time.Now()
+			r := waitFor(t, recs, 5*time.Second, "server connection")
+			waitFor(t, r.closed, 5*time.Second, "close after the timeout")
+			if d := time.Since(start); d < 90*time.Millisecond {
+				t.Errorf("closed after %v, before the 100ms timeout", d)
+			}
+			r.check(t, "open", "data", "error", "close")
+			if r.closeErr() != errBad {
+				t.Errorf("close error %v, want the EndWithError error", r.closeErr())
+			}
+			buf := make([]byte, 8)
+			if _, err := io.ReadFull(nc, buf); err != nil || string(buf) != "go away\n" {
+				t.Errorf("client read %q, %v; want the reply", buf, err)
+			}
+		})
+	})
+}

@@ -6,10 +6,6 @@ import (
 	"time"
 )
 
-// DefaultLinger is how long, by default, a connection that Attach has sent
-// a Reply to may stay open waiting for its peer to end.
-const DefaultLinger = 5 * time.Second
-
 // minStep is the first number of bytes the Framer copies to complete a
 // frame carried over; it doubles until the frame is complete.
 const minStep = 512
@@ -39,7 +35,7 @@ type Framer struct {
 
 	// Linger bounds how long, after a Reply, the connection waits for the
 	// peer to end before it closes with the framing error. Zero means
-	// DefaultLinger.
+	// tcpkit.DefaultEndTimeout.
 	Linger time.Duration
 
 	split     bufio.SplitFunc
