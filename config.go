@@ -69,6 +69,15 @@ type ConnConfig struct {
 	// ReadBufferSize if that is more.
 	MaxBuffered int
 
+	// SendBuffer and ReceiveBuffer, if positive, set the kernel's socket
+	// buffer sizes (SO_SNDBUF, SO_RCVBUF; Linux doubles the value given).
+	// MaxBuffered bounds only tcpkit's own queue: a peer that stops reading
+	// can also hold the kernel's send buffer, several MiB with autotuning,
+	// so a server that must bound memory per connection sets SendBuffer
+	// too. Default 0: the kernel's defaults and autotuning.
+	SendBuffer    int
+	ReceiveBuffer int
+
 	// ReadBufferSize is the size of each connection's read buffer, and so
 	// the largest slice one OnData call receives. Default
 	// DefaultReadBufferSize (16 KiB).
@@ -94,7 +103,8 @@ func (cfg ConnConfig) resolve() (ConnConfig, error) {
 		cfg.KeepAlive = DefaultKeepAlive
 	}
 	switch {
-	case cfg.HighWater < 0 || cfg.LowWater < 0 || cfg.MaxBuffered < 0 || cfg.ReadBufferSize < 0:
+	case cfg.HighWater < 0 || cfg.LowWater < 0 || cfg.MaxBuffered < 0 || cfg.ReadBufferSize < 0 ||
+		cfg.SendBuffer < 0 || cfg.ReceiveBuffer < 0:
 		return cfg, fmt.Errorf("tcpkit: negative buffer size in ConnConfig (HighWater %d, LowWater %d, MaxBuffered %d, ReadBufferSize %d)",
 			cfg.HighWater, cfg.LowWater, cfg.MaxBuffered, cfg.ReadBufferSize)
 	case cfg.LowWater > cfg.HighWater:

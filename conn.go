@@ -139,6 +139,17 @@ func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
 			c.writeFn = c.writeSyscall
 		}
 	}
+	if b, ok := nc.(interface {
+		SetWriteBuffer(int) error
+		SetReadBuffer(int) error
+	}); ok {
+		if cfg.SendBuffer > 0 {
+			b.SetWriteBuffer(cfg.SendBuffer)
+		}
+		if cfg.ReceiveBuffer > 0 {
+			b.SetReadBuffer(cfg.ReceiveBuffer)
+		}
+	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		if cfg.Nagle { // Go sets TCP_NODELAY on every TCP connection already
 			tc.SetNoDelay(false)

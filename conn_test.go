@@ -274,3 +274,28 @@ func TestConnSetTimeoutZeroCancels(t *testing.T) {
 		waitFor(t, timeouts, 5*time.Second, "timeout after SetTimeout")
 	})
 }
+
+// SendBuffer and ReceiveBuffer reach the socket.
+func TestConnSocketBuffers(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		conns := make(chan *Conn, 1)
+		s := &Server{ConnConfig: ConnConfig{SendBuffer: 32 << 10, ReceiveBuffer: 48 << 10}, Handler: func(c *Conn) { conns <- c }}
+		addr = startServer(t, e, s, addr)
+		dialRaw(t, addr)
+		c := waitFor(t, conns, 5*time.Second, "connection")
+		for _, opt := range []struct {
+			name string
+			opt  int
+			want int
+		}{{"SO_SNDBUF", syscall.SO_SNDBUF, 32 << 10}, {"SO_RCVBUF", syscall.SO_RCVBUF, 48 << 10}} {
+			var v int
+			var serr error
+			c.raw.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, opt.opt) })
+			// Linux doubles the value set, for its bookkeeping.
+			if serr != nil || v != 2*opt.want {
+				t.Errorf("%s = %d, %v; want %d", opt.name, v, serr, 2*opt.want)
+			}
+		}
+		c.Close()
+	})
+}
