@@ -69,14 +69,7 @@ func echoOnce(addr string, want []byte) error {
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(60 * time.Second))
-	werr := make(chan error, 1)
-	go func() {
-		_, err := nc.Write(want)
-		if err == nil {
-			err = nc.(interface{ CloseWrite() error }).CloseWrite()
-		}
-		werr <- err
-	}()
+	werr := sendAndEnd(nc, want)
 	got, err := io.ReadAll(nc)
 	if err := <-werr; err != nil {
 		return fmt.Errorf("write: %w", err)
@@ -88,6 +81,20 @@ func echoOnce(addr string, want []byte) error {
 		return fmt.Errorf("echo of %d bytes came back as %d bytes, different", len(want), len(got))
 	}
 	return nil
+}
+
+// sendAndEnd writes p to nc and half-closes it, on another goroutine, so
+// that the caller can read meanwhile; the result comes on the channel.
+func sendAndEnd(nc net.Conn, p []byte) <-chan error {
+	werr := make(chan error, 1)
+	go func() {
+		_, err := nc.Write(p)
+		if err == nil {
+			err = nc.(interface{ CloseWrite() error }).CloseWrite()
+		}
+		werr <- err
+	}()
+	return werr
 }
 
 func TestEchoStreamSlowReader(t *testing.T) {
@@ -105,14 +112,7 @@ func TestEchoStreamSlowReader(t *testing.T) {
 		nc.SetDeadline(time.Now().Add(60 * time.Second))
 		want := make([]byte, size)
 		rand.Read(want)
-		werr := make(chan error, 1)
-		go func() {
-			_, err := nc.Write(want)
-			if err == nil {
-				err = nc.(interface{ CloseWrite() error }).CloseWrite()
-			}
-			werr <- err
-		}()
+		werr := sendAndEnd(nc, want)
 		// The reader pauses now and then, so the server's queue fills and
 		// Pipe has to pause reading.
 		got := make([]byte, 0, size)
