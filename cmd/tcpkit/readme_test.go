@@ -50,7 +50,7 @@ func TestReadmeQuickStart(t *testing.T) {
 func TestReadmeFlags(t *testing.T) {
 	text := readme(t)
 	a := &app{}
-	for _, cmd := range []string{"echo", "connect"} {
+	for _, cmd := range []string{"echo", "connect", "bench"} {
 		c, _, err := a.rootCommand().Find([]string{cmd})
 		if err != nil {
 			t.Fatal(err)
