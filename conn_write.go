@@ -103,6 +103,12 @@ func (c *Conn) blockingWrite(p []byte) (int, error) {
 	if c.raw == nil {
 		return c.nc.Write(p)
 	}
+	// With a small SO_SNDBUF, Linux serves one large write(2) slowly, a
+	// little at a time as acknowledgements come in: hand it at most a send
+	// buffer's worth per call instead.
+	if limit := c.cfg.SendBuffer; limit > 0 && len(p) > limit {
+		p = p[:limit]
+	}
 	return c.rawWrite(p, true)
 }
 
