@@ -67,7 +67,8 @@
 //     before it has been delivered; while paused, it waits for Resume. A
 //     reset or a local Close has no OnEnd.
 //   - OnDrain and OnTimeout may fire after the Handler and before OnError
-//     or OnClose, including after OnEnd.
+//     or OnClose, including after OnEnd. So may OnShutdown, once, when
+//     Server.Shutdown begins, for a connection that has such a listener.
 //   - OnError fires at most once, directly before OnClose, with the same
 //     error, and only if that error is not nil.
 //   - OnClose fires exactly once and always last. Its err is nil after a
