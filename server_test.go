@@ -380,6 +380,7 @@ func TestServerShutdownEvent(t *testing.T) {
 		// goroutine; Shutdown must not cut an answer off.
 		var work sync.WaitGroup
 		defer work.Wait()
+		received := make(chan struct{}, 1)
 		s := &Server{Handler: func(c *Conn) {
 			var pending atomic.Int32
 			var shuttingDown atomic.Bool
@@ -391,6 +392,7 @@ func TestServerShutdownEvent(t *testing.T) {
 			})
 			c.OnData(func(p []byte) {
 				pending.Add(1)
+				received <- struct{}{}
 				req := string(p)
 				work.Go(func() {
 					time.Sleep(100 * time.Millisecond)
@@ -404,7 +406,7 @@ func TestServerShutdownEvent(t *testing.T) {
 		addr, served := serveOn(t, e, s, addr)
 		nc := dialRaw(t, addr)
 		io.WriteString(nc, "q")
-		time.Sleep(20 * time.Millisecond) // the request is in, its answer not yet
+		waitFor(t, received, 5*time.Second, "the request") // in; its answer not yet
 		done := make(chan error, 1)
 		go func() { done <- s.Shutdown(context.Background()) }()
 		got, err := io.ReadAll(nc)
