@@ -75,8 +75,8 @@ func (c *Conn) loop() {
 		case !paused && held != nil:
 			p := held
 			held = nil
-			for _, f := range c.ls.Load().data {
-				if c.isClosing() {
+			for i, f := range c.ls.Load().data {
+				if i > 0 && c.isClosing() { // checked above for the first
 					break
 				}
 				f(p)
@@ -187,8 +187,8 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 // emit calls listeners of an event in turn, stopping if one closes the
 // connection.
 func (c *Conn) emit(fs []func()) {
-	for _, f := range fs {
-		if c.isClosing() {
+	for i, f := range fs {
+		if i > 0 && c.isClosing() { // the loop checked before the first
 			return
 		}
 		f()
