@@ -9,7 +9,12 @@ import (
 const (
 	DefaultHighWater      = 64 << 10 // 64 KiB
 	DefaultMaxBuffered    = 4 << 20  // 4 MiB
-	DefaultReadBufferSize = 16 << 10 // 16 KiB
+	DefaultReadBufferSize = 64 << 10 // 64 KiB
+
+	// initialReadBuffer is the read buffer a connection starts with; it
+	// doubles, up to ReadBufferSize, each time a read fills it, so that
+	// only connections that move bulk data pay for a large buffer.
+	initialReadBuffer = 16 << 10
 	DefaultKeepAlive      = 15 * time.Second
 )
 
@@ -78,9 +83,12 @@ type ConnConfig struct {
 	SendBuffer    int
 	ReceiveBuffer int
 
-	// ReadBufferSize is the size of each connection's read buffer, and so
-	// the largest slice one OnData call receives. Default
-	// DefaultReadBufferSize (16 KiB).
+	// ReadBufferSize is the largest read buffer a connection uses, and so
+	// the largest slice one OnData call receives. A connection starts with
+	// 16 KiB (or ReadBufferSize, if smaller) and doubles its buffer, up to
+	// ReadBufferSize, each time a read fills it: idle and small-message
+	// connections stay small, bulk transfers make fewer system calls.
+	// Default DefaultReadBufferSize (64 KiB).
 	ReadBufferSize int
 }
 

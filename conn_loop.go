@@ -35,7 +35,8 @@ func (c *Conn) serve(h Handler) {
 // top of each turn, so that events posted from other goroutines (drain,
 // resume, FIN sent, close, SetTimeout) are seen between reads.
 func (c *Conn) loop() {
-	buf := make([]byte, c.cfg.ReadBufferSize)
+	buf := make([]byte, min(initialReadBuffer, c.cfg.ReadBufferSize))
+	grow := false // the last read filled buf
 	var (
 		held     []byte    // data read while paused, delivered on Resume
 		eof      bool      // the peer's FIN has been read
@@ -94,6 +95,10 @@ func (c *Conn) loop() {
 			continue
 		}
 
+		if grow { // held is nil here: the old buffer has been delivered
+			buf = make([]byte, min(2*len(buf), c.cfg.ReadBufferSize))
+			grow = false
+		}
 		c.reading.Store(true)
 		if c.events.Load() != 0 {
 			c.reading.Store(false)
@@ -101,6 +106,7 @@ func (c *Conn) loop() {
 		}
 		n, err := c.nc.Read(buf)
 		c.reading.Store(false)
+		grow = n == len(buf) && n < c.cfg.ReadBufferSize
 		if n > 0 {
 			c.bytesRead.Add(int64(n))
 			c.touch()

@@ -299,3 +299,32 @@ func TestConnSocketBuffers(t *testing.T) {
 		c.Close()
 	})
 }
+
+// The read buffer grows, up to ReadBufferSize, for a connection that moves
+// bulk data, and OnData never gets more than ReadBufferSize at once.
+func TestConnReadBufferGrows(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		largest := make(chan int, 1)
+		conns := make(chan *Conn, 1)
+		s := &Server{ConnConfig: ConnConfig{PauseOnConnect: true}, Handler: func(c *Conn) {
+			most := 0
+			c.OnData(func(p []byte) { most = max(most, len(p)) })
+			c.OnEnd(func() { largest <- most })
+			conns <- c
+		}}
+		addr = startServer(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		c := waitFor(t, conns, 5*time.Second, "connection")
+		werr := sendAndEnd(nc, make([]byte, 4<<20))
+		time.Sleep(20 * time.Millisecond) // let the kernel buffer plenty before reading starts
+		c.Resume()
+		if err := <-werr; err != nil {
+			t.Fatal(err)
+		}
+		most := waitFor(t, largest, 10*time.Second, "end")
+		if most <= initialReadBuffer || most > DefaultReadBufferSize {
+			t.Errorf("largest OnData slice %d bytes; want more than the initial %d, at most ReadBufferSize %d",
+				most, initialReadBuffer, DefaultReadBufferSize)
+		}
+	})
+}

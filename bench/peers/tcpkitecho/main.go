@@ -22,7 +22,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8124", "address to listen on, in tcpkit's grammar (host:port or a socket path)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file, until SIGINT or SIGTERM")
-	readBuf := flag.Int("readbuf", 0, "ConnConfig.ReadBufferSize (default: tcpkit's, 16 KiB)")
+	readBuf := flag.Int("readbuf", 0, "ConnConfig.ReadBufferSize (default: tcpkit's, 64 KiB)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		stop, err := profile(*cpuProfile)
