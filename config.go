@@ -10,13 +10,13 @@ const (
 	DefaultHighWater      = 64 << 10 // 64 KiB
 	DefaultMaxBuffered    = 4 << 20  // 4 MiB
 	DefaultReadBufferSize = 64 << 10 // 64 KiB
-
-	// initialReadBuffer is the read buffer a connection starts with; it
-	// doubles, up to ReadBufferSize, each time a read fills it, so that
-	// only connections that move bulk data pay for a large buffer.
-	initialReadBuffer = 16 << 10
 	DefaultKeepAlive      = 15 * time.Second
 )
+
+// initialReadBuffer is the read buffer a connection starts with; it
+// doubles, up to ReadBufferSize, each time a read fills it, so that only
+// connections that move bulk data pay for a large buffer.
+const initialReadBuffer = 16 << 10
 
 // A ConnConfig holds the settings of each connection, for a Server (the
 // connections it accepts) and a Dialer (the connections it makes) alike.
