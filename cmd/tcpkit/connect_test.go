@@ -185,7 +185,10 @@ func fullBacklog(t *testing.T) string {
 		}
 		t.Cleanup(func() { nc.Close() })
 	}
-	t.Skip("cannot fill a listen backlog on this system")
+	if os.Getenv("CI") != "" {
+		t.Fatal("cannot fill a listen backlog here, and CI is set: the timeout case goes untested")
+	}
+	t.Skip("cannot fill a listen backlog on this system (CI would fail here)")
 	return ""
 }
 

@@ -79,12 +79,7 @@ func (w *worker) stream(s *session) (int64, *failure) {
 		if off > 0 {
 			have = copy(w.rbuf, w.rbuf[off:have])
 		}
-		if k > 0 {
-			w.total.Add(int64(k))
-			if ph == phaseMeasure {
-				w.measured += int64(k)
-			}
-		}
+		w.count(k, ph)
 		if !stopWriting.Load() && w.done(ph) {
 			stopWriting.Store(true)
 		}

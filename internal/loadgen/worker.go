@@ -292,12 +292,7 @@ func (w *worker) pipeline(s *session) (int64, *failure) {
 		if off > 0 {
 			have = copy(w.rbuf, w.rbuf[off:have])
 		}
-		if k > 0 {
-			w.total.Add(int64(k))
-			if ph == phaseMeasure {
-				w.measured += int64(k)
-			}
-		}
+		w.count(k, ph)
 		if err != nil {
 			return int64(got), w.readFailure(err, have, sent-got)
 		}
@@ -323,6 +318,18 @@ func (w *worker) pipeline(s *session) (int64, *failure) {
 
 // readFailure makes the failure for a read error err, with have bytes of
 // a partial message read and outstanding messages not yet echoed.
+// count adds k checked echoes to the worker's totals, and to its measured
+// count during the measured window.
+func (w *worker) count(k int, ph int32) {
+	if k == 0 {
+		return
+	}
+	w.total.Add(int64(k))
+	if ph == phaseMeasure {
+		w.measured += int64(k)
+	}
+}
+
 func (w *worker) readFailure(err error, have int, outstanding uint64) *failure {
 	if errors.Is(err, io.EOF) {
 		if have > 0 {
