@@ -60,6 +60,7 @@ type Conn struct {
 	overHigh bool       // the queue went over HighWater; OnDrain is armed
 	drainGen uint64     // counts OnDrain events posted; see Pipe
 	ending   bool       // End was called
+	endCause error      // what Write returns after End: ErrWriteAfterEnd, or errShutdownEnded
 	endErr   error      // EndWithError's error: the close error of a clean close
 	discard  bool       // EndWithError was called: drop input unseen
 	finSent  bool       // our FIN has gone out
@@ -112,9 +113,10 @@ func (c *Conn) addListenerLocked(add func(l *listeners)) {
 
 // Event bits posted to the event goroutine.
 const (
-	evDrain    uint32 = 1 << iota // fire OnDrain
-	evWake                        // state changed: look again (resume, FIN sent, close, SetTimeout)
-	evShutdown                    // fire OnShutdown
+	evDrain     uint32 = 1 << iota // fire OnDrain
+	evWake                         // state changed: look again (resume, FIN sent, close, SetTimeout)
+	evShutdown                     // fire OnShutdown
+	evIdleCheck                    // Server.Shutdown: end the connection if it is still idle
 )
 
 func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
@@ -280,7 +282,10 @@ func (c *Conn) WriteString(s string) (int, error) {
 // sends FIN (shutdown(SHUT_WR)). The connection stays readable. It closes
 // when the peer has ended too. Calling End again does nothing; after the
 // connection has closed, End returns an error wrapping net.ErrClosed.
-func (c *Conn) End() error {
+func (c *Conn) End() error { return c.end(ErrWriteAfterEnd) }
+
+// end is End, with cause as what later Writes return.
+func (c *Conn) end(cause error) error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -290,7 +295,7 @@ func (c *Conn) End() error {
 		c.mu.Unlock()
 		return nil
 	}
-	c.ending = true
+	c.ending, c.endCause = true, cause
 	var err error
 	if !c.writing && len(c.wq) == 0 {
 		err = c.sendFINLocked()
@@ -300,6 +305,34 @@ func (c *Conn) End() error {
 		c.closeWith(err)
 	}
 	return err
+}
+
+// endIfIdle ends the connection for Server.Shutdown if it has been idle
+// for at least idle: no byte read or written, nothing queued, not paused,
+// not ended already. It runs on the event goroutine, between callbacks,
+// so that no callback is halfway through a reply when it decides.
+func (c *Conn) endIfIdle(idle time.Duration) {
+	c.mu.Lock()
+	ok := c.idleLocked(idle)
+	c.mu.Unlock()
+	if ok {
+		c.end(errShutdownEnded)
+	}
+}
+
+// looksIdle reports whether the connection seems idle enough for Shutdown
+// to end it, as seen from another goroutine.
+func (c *Conn) looksIdle(idle time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.idleLocked(idle)
+}
+
+// idleLocked reports whether the connection has been idle long enough for
+// Shutdown to end it. Called with c.mu held.
+func (c *Conn) idleLocked(idle time.Duration) bool {
+	return !c.closing && !c.ending && !c.paused && len(c.wq)+c.inflight == 0 &&
+		time.Since(c.start)-time.Duration(c.lastAct.Load()) >= idle
 }
 
 // DefaultEndTimeout is EndWithError's timeout when it is given zero.
@@ -315,6 +348,12 @@ const DefaultEndTimeout = 5 * time.Second
 // when timeout has passed, whichever comes first; zero means
 // DefaultEndTimeout. Close and CloseWithError cut it short, with their own
 // error.
+//
+// What the peer sees: the reply, then an orderly end (FIN). Bytes it sends
+// after EndWithError are acknowledged by TCP and discarded unread; this is
+// the one place where tcpkit drops input on purpose, and the reply is how
+// the peer learns why. If the peer has not ended by the timeout, the
+// connection is closed, and a peer still sending then gets a reset.
 func (c *Conn) EndWithError(err error, timeout time.Duration) {
 	if timeout <= 0 {
 		timeout = DefaultEndTimeout
@@ -351,8 +390,16 @@ func (c *Conn) CloseWithError(err error) {
 
 // Reset closes the connection at once with a TCP RST (SO_LINGER 0), so the
 // peer sees ECONNRESET rather than an orderly end. Anything queued is
-// dropped. On a Unix socket, which has no RST, Reset is Close.
+// dropped. On a Unix socket, which has no RST, Reset is Close: the peer
+// sees ECONNRESET only if input it sent was still unread, and otherwise an
+// end, then EPIPE on its next write.
 func (c *Conn) Reset() error {
+	c.resetWith(nil)
+	return nil
+}
+
+// resetWith is Reset with err as the close error.
+func (c *Conn) resetWith(err error) {
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		c.mu.Lock()
 		closing := c.closing
@@ -361,8 +408,7 @@ func (c *Conn) Reset() error {
 			tc.SetLinger(0)
 		}
 	}
-	c.closeWith(nil)
-	return nil
+	c.closeWith(err)
 }
 
 // Pause stops the data events: the connection stops reading, so the
@@ -465,7 +511,7 @@ func (c *Conn) writableLocked() error {
 	case c.closing:
 		return c.opError("write", net.ErrClosed)
 	case c.ending:
-		return ErrWriteAfterEnd
+		return c.endCause
 	}
 	return nil
 }

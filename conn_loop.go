@@ -59,6 +59,9 @@ func (c *Conn) loop() {
 			if ev&evShutdown != 0 && !c.isClosing() {
 				c.emit(c.ls.Load().shutdown)
 			}
+			if ev&evIdleCheck != 0 && held == nil && c.srv != nil {
+				c.endIfIdle(c.srv.shutdownIdle)
+			}
 			if !c.isClosing() {
 				deadline = c.checkTimers(&fired)
 				c.nc.SetReadDeadline(deadline)

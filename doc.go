@@ -190,13 +190,21 @@
 // closed, when the last one has closed and the Serve loops have returned.
 // Close may be called from anywhere, a server callback included.
 // [Server.Shutdown](ctx) is the graceful version: it calls Close, then ends
-// idle connections (nothing queued, no traffic between two looks) with End
-// (each then closes when its peer ends too), and waits for every connection
-// to close. If ctx ends first, it closes the rest with ErrServerClosed and
-// returns ctx.Err(). Shutdown sees bytes, not messages: a connection whose
-// reply is being computed on another goroutine would look idle. A protocol
-// that knows better adds an [Conn.OnShutdown] listener: Shutdown then sends
-// that connection the shutdown event instead, and leaves the End to it.
+// each connection with End once it has been idle for [Server.ShutdownIdle]
+// (1s by default: no byte read or written, nothing queued, not paused), and
+// waits for every connection to close. TCP keeps no message boundaries, so
+// a pause is the only sign that a transfer is over; the default outlasts
+// the pauses of a client streaming in bursts, which therefore finishes
+// whole. The decision is made on the connection's own goroutine between
+// callbacks, so a callback busy computing a reply is never ended under.
+// A connection's peer that keeps sending after that End is reset by
+// [Pipe] (its input cannot be passed on), not silently ignored. If ctx
+// ends first, Shutdown resets the rest, so that each peer knows it was cut
+// off, with a close error that wraps ErrServerClosed, and returns
+// ctx.Err(). Shutdown sees bytes, not messages: a connection whose reply
+// is being computed on another goroutine would look idle. A protocol that
+// knows better adds an [Conn.OnShutdown] listener: Shutdown then sends that
+// connection the shutdown event instead, and leaves the End to it.
 // Serve and
 // ListenAndServe return ErrServerClosed after either. A Server is not
 // reused after Close; make a new one.

@@ -11,8 +11,12 @@ import (
 // with the standard library.
 var (
 	// ErrServerClosed is returned by Server.Serve and ListenAndServe after
-	// Close or Shutdown, and is the close error of connections that
-	// Shutdown had to close when its context ended.
+	// Close or Shutdown. The close error of every connection that Shutdown
+	// cut short wraps it: one still open when Shutdown's context ended
+	// (reset, so that its peer knows), and one whose peer kept sending
+	// after Shutdown had ended it, so that Pipe could not pass its input
+	// on (see Pipe). errors.Is(err, ErrServerClosed) tells those apart
+	// from connections that finished.
 	ErrServerClosed = errors.New("tcpkit: server closed")
 
 	// ErrSlowConsumer closes a connection whose write queue would go over
@@ -26,9 +30,46 @@ var (
 	ErrIdleTimeout error = &timeoutError{"tcpkit: idle timeout"}
 
 	// ErrWriteAfterEnd is returned by Write after End. The connection stays
-	// as it is: the data already queued is still sent.
+	// as it is: the data already queued is still sent. After Shutdown has
+	// ended a quiet connection, Write returns an error that wraps both
+	// ErrWriteAfterEnd and ErrServerClosed.
 	ErrWriteAfterEnd = errors.New("tcpkit: write after end")
+
+	// errShutdownEnded is what Write returns once Server.Shutdown has ended
+	// a quiet connection.
+	errShutdownEnded error = &causeError{"tcpkit: write after end: the server is shutting down",
+		[]error{ErrWriteAfterEnd, ErrServerClosed}}
+
+	// errShutdownCut is the close error of a connection still open when
+	// Shutdown's context ended.
+	errShutdownCut error = &causeError{"tcpkit: server closed: the shutdown grace period ran out before the connection finished; reset",
+		[]error{ErrServerClosed}}
 )
+
+// A causeError is an error with its own message that errors.Is matches
+// against each of its causes.
+type causeError struct {
+	msg    string
+	causes []error
+}
+
+func (e *causeError) Error() string   { return e.msg }
+func (e *causeError) Unwrap() []error { return e.causes }
+
+// A PipeError is the close error of a Pipe source whose input could not be
+// written to the destination: the destination had ended (Write returned
+// ErrWriteAfterEnd) or was closing. Pipe resets the source rather than
+// drop input its peer was told had arrived. Err is the destination's
+// Write error, which errors.Is and errors.As see through.
+type PipeError struct {
+	Err error
+}
+
+func (e *PipeError) Error() string {
+	return "tcpkit: pipe: input could not be passed on, connection reset: " + e.Err.Error()
+}
+
+func (e *PipeError) Unwrap() error { return e.Err }
 
 // An AddrError reports an address that tcpkit's address grammar does not
 // accept. See ParseAddr for the grammar.

@@ -5,6 +5,13 @@ package tcpkit
 // resumed on dst's drain event, so memory stays bounded however slowly dst's
 // peer reads. When src ends, dst is ended once its queue is flushed.
 //
+// Pipe never drops input silently. If dst's Write fails, because dst has
+// ended (ErrWriteAfterEnd; with Pipe(c, c), the peer kept sending after c
+// ended, say by Server.Shutdown) or is closing, src is reset with a
+// *PipeError wrapping that error as its close error: the peer sees a reset
+// (ECONNRESET, or EPIPE if it had read our FIN) instead of a clean end,
+// and so learns that its data was not processed.
+//
 // Pipe(c, c) is the seed's echo server. Pipe adds listeners (OnData, OnEnd
 // on src; OnDrain on dst), leaving any others in place. Call it from src's
 // Handler so that no data is missed, or with src paused. When src and dst
@@ -16,7 +23,11 @@ package tcpkit
 func Pipe(dst, src *Conn) {
 	src.OnData(func(p []byte) {
 		_, over, drains, err := dst.write(p)
-		if err != nil || !over {
+		if err != nil {
+			src.resetWith(&PipeError{Err: err})
+			return
+		}
+		if !over {
 			return
 		}
 		src.Pause()

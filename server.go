@@ -3,6 +3,7 @@ package tcpkit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -33,6 +34,17 @@ type Server struct {
 	// accepted over the cap is closed at once and reported to OnDrop.
 	// Default 0: no cap. (Node 21 and later treat 0 as "drop all".)
 	MaxConnections int
+
+	// ShutdownIdle is how long Shutdown waits for a connection to be idle
+	// before it ends it: no byte read or written for this long, nothing
+	// queued to write, not paused. TCP keeps no message boundaries, so
+	// tcpkit cannot see that a transfer is complete, only that bytes have
+	// stopped moving; a client streaming in bursts pauses tens to hundreds
+	// of milliseconds between writes, and must not be cut there. A
+	// connection that has been idle this long when Shutdown begins is ended
+	// at once. Default DefaultShutdownIdle (1s). Connections with
+	// OnShutdown listeners are left to end themselves.
+	ShutdownIdle time.Duration
 
 	// SocketMode, if non-zero, is the file mode ListenAndServe gives a Unix
 	// socket file. See ListenConfig.
@@ -65,19 +77,20 @@ type Server struct {
 	// panics recovered in callbacks. Default slog.Default().
 	Logger *slog.Logger
 
-	once     sync.Once
-	cfg      ConnConfig // ConnConfig with defaults filled in
-	cfgErr   error
-	mu       sync.Mutex // guards the fields below
-	lns      map[*net.Listener]struct{}
-	conns    map[*Conn]struct{}
-	closings int // connections out of conns whose close events are running
-	closing  bool
-	finished bool // OnClose has been called
-	dropping bool // in a run of drops
-	handlers sync.WaitGroup
-	stop     chan struct{} // closed by Close
-	done     chan struct{} // closed after OnClose
+	once         sync.Once
+	cfg          ConnConfig // ConnConfig with defaults filled in
+	shutdownIdle time.Duration
+	cfgErr       error
+	mu           sync.Mutex // guards the fields below
+	lns          map[*net.Listener]struct{}
+	conns        map[*Conn]struct{}
+	closings     int // connections out of conns whose close events are running
+	closing      bool
+	finished     bool // OnClose has been called
+	dropping     bool // in a run of drops
+	handlers     sync.WaitGroup
+	stop         chan struct{} // closed by Close
+	done         chan struct{} // closed after OnClose
 }
 
 // A Drop describes a connection closed because MaxConnections was reached.
@@ -86,6 +99,11 @@ type Drop struct {
 	RemoteAddr net.Addr
 }
 
+// DefaultShutdownIdle is Server.ShutdownIdle's default: longer than the
+// pauses of a busy stream, short enough that a shutdown is not held up by
+// connections merely waiting for their next request.
+const DefaultShutdownIdle = time.Second
+
 // NewServer returns a Server that calls h for each connection, Node's
 // net.createServer(listener). Set other fields before serving.
 func NewServer(h Handler) *Server { return &Server{Handler: h} }
@@ -93,6 +111,13 @@ func NewServer(h Handler) *Server { return &Server{Handler: h} }
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.cfg, s.cfgErr = s.ConnConfig.resolve()
+		s.shutdownIdle = s.ShutdownIdle
+		switch {
+		case s.shutdownIdle == 0:
+			s.shutdownIdle = DefaultShutdownIdle
+		case s.shutdownIdle < 0 && s.cfgErr == nil:
+			s.cfgErr = fmt.Errorf("tcpkit: negative Server.ShutdownIdle (%v)", s.ShutdownIdle)
+		}
 		s.lns = make(map[*net.Listener]struct{})
 		s.conns = make(map[*Conn]struct{})
 		s.stop = make(chan struct{})
@@ -278,26 +303,33 @@ func (s *Server) Close() error {
 //   - if the connection has OnShutdown listeners, it delivers the shutdown
 //     event once and leaves the ending to them (a protocol knows when it is
 //     between messages; tcpkit does not);
-//   - otherwise it ends the connection once it is idle: nothing queued to
-//     write and no traffic since the previous look, which is made with a
-//     growing interval (10ms to 500ms). Ending sends FIN after the queue is
-//     flushed; the connection closes when the peer ends too.
+//   - otherwise it ends the connection once it has been idle for
+//     ShutdownIdle: no byte read or written, nothing queued, not paused.
+//     The decision is made on the connection's event goroutine, between
+//     callbacks. Ending sends FIN after the queue is flushed; the
+//     connection closes when the peer ends too. A peer that sends more
+//     after that FIN is not silently ignored: a Write then fails with an
+//     error wrapping ErrWriteAfterEnd and ErrServerClosed, and Pipe resets
+//     the connection (see Pipe).
 //
 // Shutdown waits for the Serve loops, so it must not be called from a
 // Server callback (OnListening, OnError, OnDrop), which runs on a Serve
 // loop: call Close there, or go srv.Shutdown(ctx).
 //
 // Shutdown returns nil once every connection has closed and every Serve
-// loop has returned. If ctx ends first, Shutdown closes the remaining
-// connections with ErrServerClosed as their close error, waits for their
-// close events, and returns ctx.Err(). Either way no goroutine the server
-// started is left running, unless a callback has not returned within a
-// second of being cut off; Shutdown then logs it and returns anyway, so that
-// one stuck callback cannot hold a process that has been told to stop.
+// loop has returned. If ctx ends first, Shutdown resets the remaining
+// connections (a TCP RST, so that each peer knows it was cut off rather
+// than finished; anything queued is dropped) with an error wrapping
+// ErrServerClosed as their close error, waits for their close events, and
+// returns ctx.Err(). Either way no goroutine the server started is left
+// running, unless a callback has not returned within a second of being
+// cut off; Shutdown then logs it and returns anyway, so that one stuck
+// callback cannot hold a process that has been told to stop.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.Close()
-	seen := make(map[*Conn]int64)
-	interval := 10 * time.Millisecond
+	idle := s.shutdownIdle
+	notified := make(map[*Conn]bool) // sent the shutdown event
+	interval := min(max(idle/4, time.Millisecond), 250*time.Millisecond)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -307,7 +339,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return err
 		case <-ctx.Done():
 			for _, c := range s.openConns() {
-				c.closeWith(ErrServerClosed)
+				c.resetWith(errShutdownCut)
 			}
 			select {
 			case <-s.done:
@@ -319,28 +351,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 			for _, c := range s.openConns() {
-				last := c.lastAct.Load()
-				prev, looked := seen[c]
 				switch {
-				case prev == notifiedShutdown:
-					continue
+				case notified[c]:
 				case len(c.ls.Load().shutdown) > 0:
 					c.post(evShutdown)
-					last = notifiedShutdown
-				case looked && prev == last && c.Buffered() == 0:
-					c.End()
+					notified[c] = true
+				case c.looksIdle(idle):
+					c.post(evIdleCheck) // the event goroutine checks again and ends it
 				}
-				seen[c] = last
 			}
 			t.Reset(interval)
-			interval = min(2*interval, 500*time.Millisecond)
 		}
 	}
 }
-
-// notifiedShutdown marks, in Shutdown's bookkeeping, a connection that has
-// been sent the shutdown event.
-const notifiedShutdown = -1
 
 // Done returns a channel that is closed after OnClose has been called.
 func (s *Server) Done() <-chan struct{} {

@@ -20,13 +20,14 @@ const defaultEchoAddr = "localhost:8124"
 
 // echoOptions are the flags of tcpkit echo.
 type echoOptions struct {
-	greeting    *textValue
-	logFormat   *choiceValue
-	maxConns    int
-	idleTimeout time.Duration
-	noDelay     bool
-	grace       time.Duration
-	quiet       bool
+	greeting     *textValue
+	logFormat    *choiceValue
+	maxConns     int
+	idleTimeout  time.Duration
+	noDelay      bool
+	grace        time.Duration
+	shutdownIdle time.Duration
+	quiet        bool
 }
 
 func (a *app) echoCommand() *cobra.Command {
@@ -50,10 +51,21 @@ again at shutdown; port 0 picks a free port, shown in the "listening" log.
 Each event is one log line on stderr: listening (the bound address), client
 connected (its address), client disconnected (bytes in and out, duration).
 
-SIGINT (Ctrl-C) or SIGTERM stops accepting, lets open connections finish for
-up to --grace, then closes the rest and removes the Unix socket. A second
-signal closes everything at once. The exit status is 0 after a clean
-shutdown, 1 if the address cannot be bound (one line says why).
+SIGINT (Ctrl-C) or SIGTERM stops accepting and lets open connections finish
+for up to --grace. A connection is ended (the server sends its FIN after
+everything echoed) once no byte has moved for --shutdown-idle, so a client
+that pauses between writes is not cut mid-stream. When --grace runs out, the
+remaining connections are reset, so their clients know they were cut off,
+and their log lines say so (err=). A client that keeps sending after the
+server ended its side is reset too: its data is never dropped silently. The
+Unix socket file is removed. A second signal resets everything at once.
+
+Exit status:
+  0    a clean shutdown: every connection finished
+  1    the address cannot be bound, or accepting failed (one line says why)
+  3    the shutdown cut connections short: --grace ran out, or a client sent
+       more after the server had ended its side
+  130, 143   a second SIGINT or SIGTERM forced the exit
 
 --no-delay is on by default, as in Go: each write goes out at once.
 --no-delay=false turns Nagle's algorithm on, which is Node's default.`,
@@ -79,6 +91,7 @@ shutdown, 1 if the address cannot be bound (one line says why).
 	f.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close a connection after this long without traffic (0: never)")
 	f.BoolVar(&o.noDelay, "no-delay", true, "send small writes at once (TCP_NODELAY); =false enables Nagle, like Node")
 	f.DurationVar(&o.grace, "grace", 5*time.Second, "on SIGINT/SIGTERM, how long open connections may take to finish")
+	f.DurationVar(&o.shutdownIdle, "shutdown-idle", tcpkit.DefaultShutdownIdle, "on SIGINT/SIGTERM, end a connection once no byte has moved for this long")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "log nothing")
 	f.Var(o.logFormat, "log-format", "log line format")
 	return cmd
@@ -94,14 +107,17 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		return &exitErr{code: exitUsage, msg: "--idle-timeout must not be negative"}
 	case o.grace < 0:
 		return &exitErr{code: exitUsage, msg: "--grace must not be negative"}
+	case o.shutdownIdle <= 0:
+		return &exitErr{code: exitUsage, msg: "--shutdown-idle must be positive"}
 	}
 	log := newLogger(a.stderr, o.logFormat.value, o.quiet)
 	sigs, unsubscribe := a.subscribe()
 	defer unsubscribe()
 
-	var forced atomic.Int64 // connections closed when the grace period ran out
+	var cut atomic.Int64 // connections the shutdown cut short
 	srv := &tcpkit.Server{
-		Handler: echoHandler(log, o.greeting.bytes, &forced),
+		Handler:      echoHandler(log, o.greeting.bytes, &cut),
+		ShutdownIdle: o.shutdownIdle,
 		ConnConfig: tcpkit.ConnConfig{
 			IdleTimeout: o.idleTimeout,
 			Nagle:       !o.noDelay,
@@ -131,17 +147,29 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 
 	var serveErr error
 	pending := len(lns)
+	// Each case stops accepting before it logs, so that once "shutting
+	// down" is logged, new connections are refused. The listeners are
+	// closed here too, in case a Serve goroutine has not yet started.
+	stopAccepting := func() {
+		srv.Close()
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
 	select {
 	case <-ctx.Done():
+		stopAccepting()
 		log.Info("shutting down", "reason", context.Cause(ctx).Error(), "grace", o.grace.String())
 	case s := <-sigs:
+		stopAccepting()
 		log.Info("shutting down", "signal", s.String(), "grace", o.grace.String())
 	case serveErr = <-served:
 		pending--
+		stopAccepting()
 		log.Error("accepting failed; shutting down", "err", serveErr.Error())
 	}
 
-	second := shutdown(srv, log, sigs, o.grace, &forced)
+	second := shutdown(srv, log, sigs, o.grace, &cut)
 	for ; pending > 0; pending-- {
 		<-served
 	}
@@ -152,15 +180,17 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		return failf("accepting on %s: %s", addr, cause(serveErr))
 	case second != nil:
 		return &exitErr{code: signalExitCode(second)}
+	case cut.Load() > 0:
+		return &exitErr{code: exitCut}
 	}
 	return nil
 }
 
 // shutdown shuts srv down gracefully: it stops accepting and gives the
 // open connections up to grace to finish. A signal on sigs cuts the grace
-// period short; shutdown then returns that signal. forced counts the
-// connections that had to be closed.
-func shutdown(srv *tcpkit.Server, log *slog.Logger, sigs <-chan os.Signal, grace time.Duration, forced *atomic.Int64) os.Signal {
+// period short; shutdown then returns that signal. cut counts the
+// connections that the shutdown cut short.
+func shutdown(srv *tcpkit.Server, log *slog.Logger, sigs <-chan os.Signal, grace time.Duration, cut *atomic.Int64) os.Signal {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	forcedBy := make(chan os.Signal, 1)
@@ -170,7 +200,7 @@ func shutdown(srv *tcpkit.Server, log *slog.Logger, sigs <-chan os.Signal, grace
 		defer close(watched)
 		select {
 		case s := <-sigs:
-			log.Warn("second signal: closing all connections now", "signal", s.String())
+			log.Warn("second signal: resetting all connections now", "signal", s.String())
 			forcedBy <- s
 			cancel()
 		case <-watching:
@@ -184,15 +214,19 @@ func shutdown(srv *tcpkit.Server, log *slog.Logger, sigs <-chan os.Signal, grace
 	case second = <-forcedBy:
 	default:
 	}
-	if n := forced.Load(); second == nil && (n > 0 || err != nil) {
-		log.Warn("grace period over: closed the remaining connections", "closed", n)
+	switch n := cut.Load(); {
+	case second == nil && err != nil:
+		log.Warn("grace period over: reset the remaining connections", "cut", n)
+	case n > 0:
+		log.Warn("shutdown cut connections short", "cut", n)
 	}
 	return second
 }
 
 // echoHandler returns the seed's connection listener: log, greet, echo.
-// forced counts the connections that a shutdown had to close.
-func echoHandler(log *slog.Logger, greeting []byte, forced *atomic.Int64) tcpkit.Handler {
+// cut counts the connections that a shutdown cut short: their close error
+// wraps tcpkit.ErrServerClosed.
+func echoHandler(log *slog.Logger, greeting []byte, cut *atomic.Int64) tcpkit.Handler {
 	var ids atomic.Int64
 	return func(c *tcpkit.Conn) {
 		id := ids.Add(1)
@@ -203,13 +237,15 @@ func echoHandler(log *slog.Logger, greeting []byte, forced *atomic.Int64) tcpkit
 			attrs := []any{"conn", id, "remote", remote,
 				"bytes_in", c.BytesRead(), "bytes_out", c.BytesWritten(),
 				"duration", roundDuration(time.Since(start)).String()}
-			if err != nil {
-				attrs = append(attrs, "err", err.Error())
+			switch {
+			case errors.Is(err, tcpkit.ErrServerClosed):
+				cut.Add(1)
+				log.Warn("client cut off by shutdown", append(attrs, "err", err.Error())...)
+			case err != nil:
+				log.Info("client disconnected", append(attrs, "err", err.Error())...)
+			default:
+				log.Info("client disconnected", attrs...)
 			}
-			if errors.Is(err, tcpkit.ErrServerClosed) {
-				forced.Add(1)
-			}
-			log.Info("client disconnected", attrs...)
 		})
 		if len(greeting) > 0 {
 			c.Write(greeting)

@@ -364,23 +364,6 @@ func TestEchoGracefulShutdown(t *testing.T) {
 	}
 }
 
-// TestEchoGraceExpires checks that a client that does not close in time is
-// closed when --grace runs out, and that this is still a clean exit.
-func TestEchoGraceExpires(t *testing.T) {
-	e := startEcho(t, "--grace", "200ms", "127.0.0.1:0")
-	nc := dial(t, e.addr())
-	readN(t, nc, len("hello\r\n"))
-	start := time.Now()
-	e.sigs <- os.Interrupt
-	if code := e.wait(t); code != 0 {
-		t.Errorf("exit code %d:\n%s", code, e.stderr.String())
-	}
-	if d := time.Since(start); d < 150*time.Millisecond {
-		t.Errorf("exited after %v, before the grace period", d)
-	}
-	waitContains(t, e.stderr, `grace period over: closed the remaining connections" closed=1`)
-}
-
 // TestEchoSecondSignal checks that a second signal closes everything at
 // once and exits with the signal's status.
 func TestEchoSecondSignal(t *testing.T) {

@@ -23,6 +23,7 @@ const (
 	exitOK    = 0
 	exitError = 1 // the command ran and failed: bind, connect, reset, timeout
 	exitUsage = 2 // the command line is wrong
+	exitCut   = 3 // tcpkit echo: the shutdown cut connections short
 )
 
 // run runs the tcpkit command line args (without the program name) and

@@ -17,8 +17,15 @@ import (
 	"go.uber.org/goleak"
 )
 
+// asMainEnv, set to 1, makes the test binary run as the tcpkit command, so
+// that tests can start the real program and send it real signals.
+const asMainEnv = "TCPKIT_TEST_AS_MAIN"
+
 // TestMain fails the run if any test leaves a goroutine behind.
 func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		main()
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -1,0 +1,333 @@
+package tcpkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpkit/tcpkit/internal/streamtest"
+)
+
+// TestShutdownUnderLoad: clients stream megabytes with pauses between some
+// writes; Shutdown starts half way, with a generous deadline. Every stream
+// must come back whole, new connections must be refused at once, and
+// Shutdown must return nil only after the last client has finished.
+func TestShutdownUnderLoad(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		const clients, size, chunk = 16, 2 << 20, 32 << 10
+		cut := make(chan error, clients)
+		opened := make(chan struct{}, clients)
+		s := &Server{Handler: func(c *Conn) {
+			opened <- struct{}{}
+			c.OnClose(func(err error) {
+				if err != nil {
+					cut <- err
+				}
+			})
+			Pipe(c, c)
+		}}
+		addr, served := serveOn(t, e, s, addr)
+		half := make(chan struct{}, clients)
+		errs := make(chan error, clients)
+		var finished sync.WaitGroup
+		var lastDone time.Time
+		var mu sync.Mutex
+		for i := range clients {
+			nc := dialRaw(t, addr)
+			finished.Go(func() {
+				err := streamtest.Echo(nc, uint64(i+1), size, chunk, half)
+				mu.Lock()
+				lastDone = time.Now()
+				mu.Unlock()
+				if err != nil {
+					errs <- fmt.Errorf("client %d: %w", i, err)
+				}
+			})
+		}
+		for range clients {
+			waitFor(t, opened, 10*time.Second, "every connection accepted")
+			waitFor(t, half, 30*time.Second, "every client half way")
+		}
+		shut := make(chan error, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		go func() { shut <- s.Shutdown(ctx) }()
+		waitFor(t, served, 5*time.Second, "Serve to return")
+		network, address, _ := ParseAddr(addr)
+		if nc, err := net.DialTimeout(network, address, time.Second); err == nil {
+			nc.Close()
+			t.Error("a new connection was accepted during Shutdown")
+		}
+		allDone := make(chan struct{})
+		go func() { finished.Wait(); close(allDone) }()
+		waitFor(t, allDone, 60*time.Second, "the clients")
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if err := waitFor(t, shut, 10*time.Second, "Shutdown"); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Now().Before(lastDone) {
+			t.Error("Shutdown returned before the last client finished")
+		}
+		close(cut)
+		for err := range cut {
+			t.Errorf("a connection closed with %v", err)
+		}
+	})
+}
+
+// TestShutdownIdleThreshold: a client pausing for less than ShutdownIdle
+// between writes is not ended; an idle client is, once idle that long.
+func TestShutdownIdleThreshold(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		const idle = 300 * time.Millisecond
+		s := &Server{ShutdownIdle: idle, Handler: func(c *Conn) { Pipe(c, c) }}
+		addr, served := serveOn(t, e, s, addr)
+		busy, quiet := dialRaw(t, addr), dialRaw(t, addr)
+		for _, nc := range []net.Conn{busy, quiet} {
+			io.WriteString(nc, "x")
+			io.ReadFull(nc, make([]byte, 1))
+		}
+		start := time.Now()
+		shut := make(chan error, 1)
+		go func() { shut <- s.Shutdown(context.Background()) }()
+		quietEnd := make(chan error, 1)
+		go func() {
+			b, err := io.ReadAll(quiet)
+			if err == nil && len(b) > 0 {
+				err = fmt.Errorf("read %q", b)
+			}
+			quietEnd <- err
+		}()
+		// The busy client pauses 100ms, a third of ShutdownIdle, between
+		// writes, for 1.5s: five ShutdownIdle periods.
+		buf := make([]byte, 1)
+		for i := range 15 {
+			time.Sleep(idle / 3)
+			if _, err := busy.Write([]byte{byte('a' + i)}); err != nil {
+				t.Fatalf("busy client, write %d: %v", i, err)
+			}
+			if _, err := io.ReadFull(busy, buf); err != nil || buf[0] != byte('a'+i) {
+				t.Fatalf("busy client was ended during a pause: echo %d: %q, %v", i, buf, err)
+			}
+		}
+		if err := waitFor(t, quietEnd, 5*time.Second, "the idle client's end"); err != nil {
+			t.Errorf("idle client: %v, want a clean end", err)
+		}
+		quiet.Close()
+		if d := time.Since(start); d < idle-50*time.Millisecond {
+			t.Errorf("the idle client was ended after %v, before ShutdownIdle (%v)", d, idle)
+		}
+		select {
+		case err := <-shut:
+			t.Fatalf("Shutdown returned %v while a client was still busy", err)
+		default:
+		}
+		closeWrite(t, busy)
+		if b, err := io.ReadAll(busy); err != nil || len(b) != 0 {
+			t.Errorf("busy client's end: %q, %v", b, err)
+		}
+		if err := waitFor(t, shut, 5*time.Second, "Shutdown"); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-served
+	})
+}
+
+// TestShutdownWaitsForCallback: a connection whose OnData is busy for
+// longer than ShutdownIdle is not ended under it; its reply goes out whole.
+func TestShutdownWaitsForCallback(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		inCallback := make(chan struct{})
+		s := &Server{ShutdownIdle: 20 * time.Millisecond, Handler: func(c *Conn) {
+			c.OnData(func(p []byte) {
+				close(inCallback)
+				time.Sleep(300 * time.Millisecond) // computing the answer
+				c.WriteString("answer")
+			})
+		}}
+		addr, served := serveOn(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "q")
+		waitFor(t, inCallback, 5*time.Second, "the request")
+		shut := make(chan error, 1)
+		go func() { shut <- s.Shutdown(context.Background()) }()
+		got, err := io.ReadAll(nc)
+		if err != nil || string(got) != "answer" {
+			t.Errorf("client read %q, %v; want the answer, then the end", got, err)
+		}
+		nc.Close()
+		if err := waitFor(t, shut, 5*time.Second, "Shutdown"); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-served
+	})
+}
+
+// writeUntilError writes to nc every 10ms, for at most 5s, until a write
+// fails, and returns that error (nil if none did).
+func writeUntilError(nc net.Conn) error {
+	for range 500 {
+		if _, err := nc.Write([]byte("more")); err != nil {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// isPeerCut reports whether err is what a peer sees of a connection reset
+// under it: ECONNRESET, or EPIPE once it has read the FIN before the reset.
+func isPeerCut(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// TestPipeResetsAfterEnd: a client that keeps sending after the server has
+// ended its side gets a reset, never a clean close with its data gone; the
+// server's close error says why.
+func TestPipeResetsAfterEnd(t *testing.T) {
+	for _, how := range []string{"End", "Shutdown"} {
+		t.Run(how, func(t *testing.T) {
+			forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+				closeErr := make(chan error, 1)
+				s := &Server{ShutdownIdle: 10 * time.Millisecond, Handler: func(c *Conn) {
+					c.OnClose(func(err error) { closeErr <- err })
+					if how == "End" {
+						c.End()
+					}
+					Pipe(c, c)
+				}}
+				addr, served := serveOn(t, e, s, addr)
+				nc := dialRaw(t, addr)
+				shut := make(chan error, 1)
+				if how == "Shutdown" {
+					io.WriteString(nc, "x")
+					io.ReadFull(nc, make([]byte, 1))
+					go func() { shut <- s.Shutdown(context.Background()) }()
+				}
+				if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
+					t.Fatalf("before sending more: read %q, %v; want the server's end", b, err)
+				}
+				err := writeUntilError(nc)
+				if !isPeerCut(err) {
+					t.Errorf("client kept sending after the server's end: write error %v, want ECONNRESET or EPIPE", err)
+				}
+				cerr := waitFor(t, closeErr, 5*time.Second, "close event")
+				var pe *PipeError
+				if !errors.As(cerr, &pe) || !errors.Is(cerr, ErrWriteAfterEnd) {
+					t.Errorf("server's close error %v, want a *PipeError wrapping ErrWriteAfterEnd", cerr)
+				}
+				if got := errors.Is(cerr, ErrServerClosed); got != (how == "Shutdown") {
+					t.Errorf("errors.Is(%v, ErrServerClosed) = %v", cerr, got)
+				}
+				nc.Close()
+				if how == "Shutdown" {
+					if err := waitFor(t, shut, 5*time.Second, "Shutdown"); err != nil {
+						t.Errorf("Shutdown: %v", err)
+					}
+				} else {
+					s.Close()
+				}
+				<-served
+			})
+		})
+	}
+}
+
+// TestPipeResetsSourceWhenDestinationCloses: Pipe between two connections
+// resets its source once the destination can take no more.
+func TestPipeResetsSourceWhenDestinationCloses(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		conns := make(chan *Conn, 2)
+		srcErr := make(chan error, 1)
+		s := &Server{Handler: func(c *Conn) { conns <- c }, ConnConfig: ConnConfig{PauseOnConnect: true}}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		a := dialRaw(t, addr)
+		src := waitFor(t, conns, 5*time.Second, "first connection")
+		b := dialRaw(t, addr)
+		dst := waitFor(t, conns, 5*time.Second, "second connection")
+		src.OnClose(func(err error) { srcErr <- err })
+		dst.Close()
+		<-dst.Done()
+		Pipe(dst, src)
+		src.Resume()
+		err := writeUntilError(a)
+		if !isPeerCut(err) {
+			t.Errorf("source's peer: write error %v, want ECONNRESET or EPIPE", err)
+		}
+		cerr := waitFor(t, srcErr, 5*time.Second, "source's close")
+		var pe *PipeError
+		if !errors.As(cerr, &pe) || !errors.Is(cerr, net.ErrClosed) {
+			t.Errorf("source's close error %v, want a *PipeError wrapping net.ErrClosed", cerr)
+		}
+		b.Close()
+	})
+}
+
+// TestShutdownDeadlineResets: connections still open when Shutdown's
+// context ends are reset, so their peers know they were cut off, and their
+// close error wraps ErrServerClosed.
+func TestShutdownDeadlineResets(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		closeErr := make(chan error, 1)
+		opened := make(chan struct{})
+		s := &Server{Handler: func(c *Conn) {
+			c.OnClose(func(err error) { closeErr <- err })
+			c.OnData(func(p []byte) { c.Write(p) })
+			close(opened)
+		}}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		waitFor(t, opened, 5*time.Second, "the connection")
+		stop := make(chan struct{})
+		pinged := make(chan error, 1)
+		go func() { // busy: never idle long enough to be ended
+			for range 1000 {
+				select {
+				case <-stop:
+					pinged <- nil
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+				if _, err := io.WriteString(nc, "busy"); err != nil {
+					pinged <- err
+					return
+				}
+			}
+			pinged <- nil
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown returned %v, want context.DeadlineExceeded", err)
+		}
+		close(stop)
+		<-pinged
+		cerr := waitFor(t, closeErr, 5*time.Second, "close event")
+		if !errors.Is(cerr, ErrServerClosed) || cerr == ErrServerClosed {
+			t.Errorf("close error %v, want one that wraps ErrServerClosed and says why", cerr)
+		}
+		_, err := io.Copy(io.Discard, nc)
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the peer of a connection cut by Shutdown read until %v, want ECONNRESET", err)
+		}
+		<-served
+	})
+}
+
+func TestShutdownIdleNegative(t *testing.T) {
+	s := &Server{ShutdownIdle: -time.Second}
+	if err := s.Serve(mustListen(t, "127.0.0.1:0")); err == nil || err == ErrServerClosed {
+		t.Errorf("Serve with a negative ShutdownIdle returned %v, want a configuration error", err)
+	}
+}
