@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpkit/tcpkit/internal/testenv"
 )
 
 // Tests here follow the checklist of Node's own test-net-*.js suite, where
@@ -123,7 +125,7 @@ func TestConnPingPong(t *testing.T) {
 		"tcp4": func(*testing.T) string { return "127.0.0.1:0" },
 		"tcp6": func(t *testing.T) string {
 			if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
-				skipUnlessCI(t, "no IPv6 loopback here: %v", err)
+				testenv.SkipUnlessCI(t, "no IPv6 loopback here: %v", err)
 			} else {
 				ln.Close()
 			}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpkit/tcpkit/internal/testenv"
 )
 
 // A dialInbox collects what a dialled connection receives.
@@ -137,7 +139,7 @@ func TestDialConnects(t *testing.T) {
 func TestDialIPv6(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
-		skipUnlessCI(t, "no IPv6 loopback: %v", err)
+		testenv.SkipUnlessCI(t, "no IPv6 loopback: %v", err)
 	}
 	ln.Close()
 	forEachEngine(t, func(t *testing.T, e engine) {

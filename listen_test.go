@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpkit/tcpkit/internal/testenv"
 )
 
 // unixSocketPath returns a path for a Unix socket in a fresh directory under
@@ -469,7 +471,7 @@ func TestListenTCP(t *testing.T) {
 func TestListenTCPIPv6(t *testing.T) {
 	ln, err := Listen(context.Background(), "[::1]:0")
 	if err != nil {
-		skipUnlessCI(t, "no IPv6 loopback: %v", err)
+		testenv.SkipUnlessCI(t, "no IPv6 loopback: %v", err)
 	}
 	defer ln.Close()
 	if ta := ln.Addr().(*net.TCPAddr); ta.Port == 0 || !ta.IP.Equal(net.IPv6loopback) {

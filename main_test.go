@@ -135,13 +135,3 @@ func waitFor[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 
 // discardLogger is a Logger for tests that provoke log lines on purpose.
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// skipUnlessCI skips the test on a developer's machine that lacks something
-// the test needs, and fails it in CI (CI=true), where everything must run.
-func skipUnlessCI(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpkit/tcpkit/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -167,28 +168,12 @@ func (e *echoServer) stop(t *testing.T) {
 	}
 }
 
-// needProgram returns the path of an external program the test talks to.
-// When it is missing, the test fails on CI (CI is set) and is skipped
-// elsewhere.
-func needProgram(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed, and CI is set: .ci/run must install it", name)
-	}
-	t.Skipf("%s is not installed (CI would fail here)", name)
-	return ""
-}
-
 // runPeer runs an external program to completion with stdin as its input
 // and returns its standard output. It fails the test if the program fails or
 // runs longer than waitLimit (it is then killed).
 func runPeer(t *testing.T, stdin []byte, name string, args ...string) []byte {
 	t.Helper()
-	path := needProgram(t, name)
+	path := testenv.LookPath(t, name)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
@@ -216,7 +201,7 @@ type program struct {
 // standard error) are also sent, one by one, on the peer's lines channel.
 func startPeer(t *testing.T, linesFromStderr bool, name string, args ...string) *program {
 	t.Helper()
-	path := needProgram(t, name)
+	path := testenv.LookPath(t, name)
 	cmd := exec.Command(path, args...)
 	cmd.WaitDelay = 2 * time.Second
 	p := &program{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, lines: make(chan string, 100)}

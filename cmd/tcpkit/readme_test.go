@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+	"github.com/tcpkit/tcpkit/internal/testenv"
 )
 
 // readme returns the repository's README.md.
@@ -67,10 +68,7 @@ func TestReadmeFlags(t *testing.T) {
 // stands, against this module. The programs are laid over the module with
 // go build -overlay, so nothing is written into the repository.
 func TestReadmeExamplesCompile(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the README's examples")
-	}
+	goTool := testenv.LookPath(t, "go")
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(readme(t), -1)
 	if len(blocks) < 3 {
 		t.Fatalf("found %d Go blocks in the README, want the server, the Unix server and the client", len(blocks))
