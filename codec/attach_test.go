@@ -42,7 +42,11 @@ func serve(t *testing.T, addr string, h tcpkit.Handler) (network, address string
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		<-served
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after Shutdown")
+		}
 	})
 	return ln.Addr().Network(), ln.Addr().String()
 }
@@ -335,9 +339,20 @@ func TestAttachEndOfInput(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("not closed")
 			}
+			// msgs is closed right after the close error is sent.
 			var got []string
-			for m := range msgs {
-				got = append(got, m)
+			timeout := time.After(5 * time.Second)
+		collect:
+			for {
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						break collect
+					}
+					got = append(got, m)
+				case <-timeout:
+					t.Fatalf("messages %q, then no end of them", got)
+				}
 			}
 			if !slices.Equal(got, tc.wantMsgs) {
 				t.Errorf("messages %q, want %q", got, tc.wantMsgs)

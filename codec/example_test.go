@@ -11,6 +11,7 @@ import (
 	"log"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/tcpkit/tcpkit"
 	"github.com/tcpkit/tcpkit/codec"
@@ -119,8 +120,11 @@ func ExampleDelimited() {
 
 func ExampleFixed() {
 	f := codec.NewFramer(codec.Fixed(4), 4, func(frame []byte) { fmt.Printf("%s\n", frame) })
-	f.Feed([]byte("abcdefg"))
-	f.Feed([]byte("hijklm"))
+	for _, chunk := range []string{"abcdefg", "hijklm"} {
+		if err := f.Feed([]byte(chunk)); err != nil {
+			fmt.Println("Feed:", err)
+		}
+	}
 	fmt.Println(f.End())
 	// Output:
 	// abcd
@@ -148,16 +152,27 @@ func ExampleFramer_Attach() {
 	go srv.Serve(ln)
 	defer srv.Shutdown(context.Background())
 
-	nc, err := net.Dial("tcp", ln.Addr().String())
+	nc, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
 	if err != nil {
 		log.Fatal(err)
 	}
-	nc.Write([]byte("hello\nwor"))
-	nc.Write([]byte("ld\n" + strings.Repeat("x", 100) + "\n"))
-	reply, _ := io.ReadAll(nc) // up to the server's FIN
+	nc.SetDeadline(time.Now().Add(10 * time.Second)) // a test never hangs
+	for _, chunk := range []string{"hello\nwor", "ld\n" + strings.Repeat("x", 100) + "\n"} {
+		if _, err := nc.Write([]byte(chunk)); err != nil {
+			fmt.Println("client: write:", err)
+		}
+	}
+	reply, err := io.ReadAll(nc) // up to the server's FIN
 	fmt.Print(string(reply))
+	if err != nil {
+		fmt.Println("client: read:", err)
+	}
 	nc.Close() // the server closes once we have ended too
-	<-closed
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		fmt.Println("server: still open 10s after the client closed")
+	}
 	// Output:
 	// HELLO
 	// WORLD

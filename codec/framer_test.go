@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
@@ -22,21 +23,30 @@ func within(msg, p []byte) bool {
 
 func TestFramerZeroCopy(t *testing.T) {
 	var p []byte
+	var got []string
 	var copied int
 	f := NewFramer(Lines(64), 64, func(msg []byte) {
+		got = append(got, string(msg))
 		if !within(msg, p) {
 			copied++
 		}
 	})
 	p = []byte("one\ntwo\nthr")
-	f.Feed(p)
+	if err := f.Feed(p); err != nil {
+		t.Fatalf("Feed(%q): %v", p, err)
+	}
 	if copied != 0 {
 		t.Errorf("%d whole frames were copied", copied)
 	}
 	p = []byte("ee\nfour\n")
-	f.Feed(p)
+	if err := f.Feed(p); err != nil {
+		t.Fatalf("Feed(%q): %v", p, err)
+	}
 	if copied != 1 {
 		t.Errorf("%d frames not in the chunk, want 1 (the frame cut across chunks)", copied)
+	}
+	if want := []string{"one", "two", "three", "four"}; !slices.Equal(got, want) {
+		t.Errorf("messages %q, want %q", got, want)
 	}
 }
 
@@ -95,9 +105,15 @@ func TestFramerHugeHeaderAllocatesNothing(t *testing.T) {
 	chunk := make([]byte, 1000)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	f.Feed([]byte("\x00\x00\x00\x01\x00\x00\x00\x00abc"))
-	f.Feed(chunk)
+	err1 := f.Feed([]byte("\x00\x00\x00\x01\x00\x00\x00\x00abc"))
+	err2 := f.Feed(chunk)
 	runtime.ReadMemStats(&after)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("Feed: %v, %v; want no error within max", err1, err2)
+	}
+	if f.Buffered() != 1011 {
+		t.Errorf("%d bytes buffered, want all 1011 fed", f.Buffered())
+	}
 	if cap(f.buf) > 4096 {
 		t.Errorf("buffer cap %d after 1011 bytes of a 4 GiB frame", cap(f.buf))
 	}
@@ -119,41 +135,74 @@ func TestFramerZeroAllocs(t *testing.T) {
 		{name: "LengthPrefixed", split: LengthPrefixed(lp, 256), enc: LengthPrefixedEncoder(lp, 256), max: 256},
 		{name: "Fixed", split: Fixed(64), enc: FixedEncoder(64), max: 64},
 	}
+	const size, count = 64, 100
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			stream := encodeStream(t, tc.enc, 64, 100)
-			n := 0
-			f := NewFramer(tc.split, tc.max, func([]byte) { n++ })
-			for _, chunk := range []int{len(stream), 1000, 7} {
-				f.Feed(stream) // warm up: the carry-over buffer reaches its size
-				allocs := testing.AllocsPerRun(10, func() {
-					for p := stream; len(p) > 0; p = p[min(chunk, len(p)):] {
-						if err := f.Feed(p[:min(chunk, len(p))]); err != nil {
-							t.Fatal(err)
-						}
+			stream := encodeStream(t, tc.enc, size, count)
+			want := streamMessages(size, count)
+			// onMessage checks each message against the one expected next,
+			// without allocating; the counts are checked after each run.
+			var n, bad int
+			var firstBad string
+			f := NewFramer(tc.split, tc.max, func(msg []byte) {
+				if !bytes.Equal(msg, want[n%count]) {
+					if bad == 0 {
+						firstBad = fmt.Sprintf("message %d is %q, want %q", n, msg, want[n%count])
 					}
-				})
+					bad++
+				}
+				n++
+			})
+			feed := func(chunk int) {
+				for p := stream; len(p) > 0; p = p[min(chunk, len(p)):] {
+					if err := f.Feed(p[:min(chunk, len(p))]); err != nil {
+						t.Fatalf("chunks of %d: Feed: %v", chunk, err)
+					}
+				}
+			}
+			for _, chunk := range []int{len(stream), 1000, 7} {
+				n, bad = 0, 0
+				feed(len(stream)) // warm up: the carry-over buffer reaches its size
+				const runs = 10
+				allocs := testing.AllocsPerRun(runs, func() { feed(chunk) })
 				if allocs != 0 {
-					t.Errorf("chunks of %d: %v allocations per 100 frames, want 0", chunk, allocs)
+					t.Errorf("chunks of %d: %v allocations per %d frames, want 0", chunk, allocs, count)
+				}
+				// The warm-up, AllocsPerRun's own warm-up run, then the runs:
+				// each delivers every message of the stream, in order.
+				if wantN := (2 + runs) * count; n != wantN || bad != 0 {
+					t.Errorf("chunks of %d: %d messages, %d of them wrong, want %d (%s)", chunk, n, bad, wantN, firstBad)
+				}
+				if f.Buffered() != 0 {
+					t.Errorf("chunks of %d: %d bytes left buffered after whole frames", chunk, f.Buffered())
 				}
 			}
 		})
 	}
 }
 
-// encodeStream encodes count messages of size bytes (size-1 for a line
-// end) and returns the stream.
+// encodeStream encodes the count messages of streamMessages(size, count)
+// and returns the stream.
 func encodeStream(tb testing.TB, enc Encoder, size, count int) []byte {
 	tb.Helper()
 	var stream []byte
-	for i := range count {
-		msg := bytes.Repeat([]byte{'a' + byte(i%26)}, size)
+	for _, msg := range streamMessages(size, count) {
 		var err error
 		if stream, err = enc(stream, msg); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	return stream
+}
+
+// streamMessages returns count messages of size bytes: "aaa...", "bbb...",
+// and so on, so that a message lost or repeated shows.
+func streamMessages(size, count int) [][]byte {
+	msgs := make([][]byte, count)
+	for i := range msgs {
+		msgs[i] = bytes.Repeat([]byte{'a' + byte(i%26)}, size)
+	}
+	return msgs
 }
 
 func TestFramerSplitConventions(t *testing.T) {
