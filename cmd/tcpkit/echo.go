@@ -115,19 +115,7 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 	defer unsubscribe()
 
 	var cut atomic.Int64 // connections the shutdown cut short
-	srv := &tcpkit.Server{
-		Handler:      echoHandler(log, o.greeting.bytes, &cut),
-		ShutdownIdle: o.shutdownIdle,
-		ConnConfig: tcpkit.ConnConfig{
-			IdleTimeout: o.idleTimeout,
-			Nagle:       !o.noDelay,
-		},
-		MaxConnections: o.maxConns,
-		Logger:         log,
-		OnDrop: func(d tcpkit.Drop) {
-			log.Warn("connection dropped: --max-conns reached", "remote", peer(d.RemoteAddr), "max_conns", o.maxConns)
-		},
-	}
+	srv := newEchoServer(o, log, &cut)
 	lns, err := listen(ctx, addr, log)
 	if err != nil {
 		return err
@@ -142,7 +130,7 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		go func() { served <- srv.Serve(ln) }()
 	}
 	if a.ready != nil {
-		a.ready(bound)
+		a.ready(srv, bound)
 	}
 
 	var serveErr error
@@ -184,6 +172,25 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		return &exitErr{code: exitCut}
 	}
 	return nil
+}
+
+// newEchoServer returns the server of tcpkit echo, configured from its
+// flags. It logs to log; cut counts the connections that a shutdown cuts
+// short.
+func newEchoServer(o *echoOptions, log *slog.Logger, cut *atomic.Int64) *tcpkit.Server {
+	return &tcpkit.Server{
+		Handler:      echoHandler(log, o.greeting.bytes, cut),
+		ShutdownIdle: o.shutdownIdle,
+		ConnConfig: tcpkit.ConnConfig{
+			IdleTimeout: o.idleTimeout,
+			Nagle:       !o.noDelay,
+		},
+		MaxConnections: o.maxConns,
+		Logger:         log,
+		OnDrop: func(d tcpkit.Drop) {
+			log.Warn("connection dropped: --max-conns reached", "remote", peer(d.RemoteAddr), "max_conns", o.maxConns)
+		},
+	}
 }
 
 // shutdown shuts srv down gracefully: it stops accepting and gives the

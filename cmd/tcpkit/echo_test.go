@@ -274,6 +274,86 @@ func TestEchoQuiet(t *testing.T) {
 	}
 }
 
+// TestEchoNoDelay checks that --no-delay, parsed by the real command,
+// reaches the server that tcpkit echo runs and the sockets that server
+// accepts: Nagle's algorithm is off (TCP_NODELAY set) unless
+// --no-delay=false.
+func TestEchoNoDelay(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		nagle bool // the wanted ConnConfig.Nagle; TCP_NODELAY is its opposite
+	}{
+		{name: "default", nagle: false},
+		{name: "--no-delay", args: []string{"--no-delay"}, nagle: false},
+		{name: "--no-delay=true", args: []string{"--no-delay=true"}, nagle: false},
+		{name: "--no-delay=false", args: []string{"--no-delay=false"}, nagle: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := startEcho(t, append(tt.args, "--quiet", "127.0.0.1:0")...)
+			if got := e.srv.ConnConfig.Nagle; got != tt.nagle {
+				t.Errorf("ConnConfig.Nagle = %v, want %v", got, tt.nagle)
+			}
+			if got := acceptedNoDelay(t, e); got != !tt.nagle {
+				t.Errorf("TCP_NODELAY on an accepted socket = %v, want %v", got, !tt.nagle)
+			}
+		})
+	}
+}
+
+// acceptedNoDelay serves e's server on one more loopback listener, whose
+// accepted sockets the test can see, connects to it, and returns whether
+// TCP_NODELAY is set on the server's side of the connection. It stops e.
+func acceptedNoDelay(t *testing.T, e *echoServer) bool {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingListener{Listener: ln, accepted: make(chan net.Conn, 1)}
+	served := make(chan error, 1)
+	go func() { served <- e.srv.Serve(rec) }()
+	nc := dial(t, ln.Addr().String())
+	readN(t, nc, len("hello\r\n")) // the greeting: the socket options are set
+	sc := await(t, rec.accepted, waitLimit, "the extra listener's accepted connection")
+	raw, err := sc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opt int
+	var optErr error
+	if err := raw.Control(func(fd uintptr) {
+		opt, optErr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
+	}); err != nil || optErr != nil {
+		t.Fatalf("reading TCP_NODELAY: %v, %v", err, optErr)
+	}
+	nc.Close()
+	e.stop(t)
+	if err := await(t, served, waitLimit, "Serve on the extra listener to return"); !errors.Is(err, tcpkit.ErrServerClosed) {
+		t.Errorf("Serve on the extra listener returned %v, want ErrServerClosed", err)
+	}
+	return opt != 0
+}
+
+// recordingListener passes on each connection it accepts, as it is, and
+// sends the first on accepted.
+type recordingListener struct {
+	net.Listener
+	accepted chan net.Conn
+}
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err == nil {
+		select {
+		case l.accepted <- nc:
+		default:
+		}
+	}
+	return nc, err
+}
+
 // TestEchoBindFailure checks that a failed bind exits 1 with one line that
 // names the address and the cause.
 func TestEchoBindFailure(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/tcpkit/tcpkit"
 )
 
 func main() {
@@ -47,9 +48,10 @@ type app struct {
 	// Nil means SIGINT and SIGTERM through os/signal.
 	signals func() (<-chan os.Signal, func())
 
-	// ready, if set, is called once an echo server listens, with its bound
-	// addresses in tcpkit's address grammar.
-	ready func(addrs []string)
+	// ready, if set, is called once an echo server listens, with the
+	// server, as built from the flags, and its bound addresses in tcpkit's
+	// address grammar.
+	ready func(srv *tcpkit.Server, addrs []string)
 }
 
 // run parses args, runs the subcommand, and turns its outcome into an exit

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpkit/tcpkit"
 	"github.com/tcpkit/tcpkit/internal/testenv"
 	"go.uber.org/goleak"
 )
@@ -32,6 +34,23 @@ func TestMain(m *testing.M) {
 
 // waitLimit bounds every wait in these tests.
 const waitLimit = 20 * time.Second
+
+// stopLimit bounds the waits of a test that has already failed, or is
+// cleaning up, for something it has just stopped or killed.
+const stopLimit = 5 * time.Second
+
+// await waits for a value, or the close, of ch, and fails the test after
+// limit with a message that names what it waited for.
+func await[T any](t *testing.T, ch <-chan T, limit time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(limit):
+		t.Fatalf("%s: still waiting after %v", what, limit)
+		panic("unreachable")
+	}
+}
 
 // syncBuffer is a bytes.Buffer that is safe for concurrent use: the
 // command writes to it from its goroutines while the test reads.
@@ -88,16 +107,22 @@ func runCLI(t *testing.T, stdin io.Reader, args ...string) result {
 		return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 	case <-time.After(waitLimit):
 		cancel()
-		<-done
-		t.Fatalf("tcpkit %s did not finish within %v; stderr:\n%s", strings.Join(args, " "), waitLimit, stderr.String())
+		stopped := "it stopped once cancelled"
+		select {
+		case <-done:
+		case <-time.After(stopLimit):
+			stopped = fmt.Sprintf("it did not stop within %v of being cancelled either", stopLimit)
+		}
+		t.Fatalf("tcpkit %s did not finish within %v (%s); stderr:\n%s", strings.Join(args, " "), waitLimit, stopped, stderr.String())
 		panic("unreachable")
 	}
 }
 
 // echoServer is a tcpkit echo server running in-process.
 type echoServer struct {
-	addrs  []string    // bound addresses, in tcpkit's grammar
-	stderr *syncBuffer // its log
+	srv    *tcpkit.Server // the server that the flags built
+	addrs  []string       // bound addresses, in tcpkit's grammar
+	stderr *syncBuffer    // its log
 	sigs   chan os.Signal
 	cancel context.CancelFunc
 	done   chan int // receives the exit code
@@ -114,20 +139,25 @@ func startEcho(t *testing.T, args ...string) *echoServer {
 		sigs:   make(chan os.Signal, 2),
 		done:   make(chan int, 1),
 	}
-	ready := make(chan []string, 1)
+	type listening struct {
+		srv   *tcpkit.Server
+		addrs []string
+	}
+	ready := make(chan listening, 1)
 	a := &app{
 		stdin:   strings.NewReader(""),
 		stdout:  io.Discard,
 		stderr:  e.stderr,
 		signals: func() (<-chan os.Signal, func()) { return e.sigs, func() {} },
-		ready:   func(addrs []string) { ready <- addrs },
+		ready:   func(srv *tcpkit.Server, addrs []string) { ready <- listening{srv, addrs} },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go func() { e.done <- a.run(ctx, append([]string{"echo"}, args...)) }()
 	t.Cleanup(func() { e.stop(t) })
 	select {
-	case e.addrs = <-ready:
+	case l := <-ready:
+		e.srv, e.addrs = l.srv, l.addrs
 	case code := <-e.done:
 		e.code, e.exited = code, true
 		t.Fatalf("tcpkit echo exited with %d before listening:\n%s", code, e.stderr.String())
@@ -243,8 +273,12 @@ func startPeer(t *testing.T, linesFromStderr bool, name string, args ...string) 
 	t.Cleanup(func() {
 		stdin.Close()
 		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		<-scanned
+		cmd.Wait() // bounded by WaitDelay
+		select {
+		case <-scanned:
+		case <-time.After(stopLimit):
+			t.Errorf("the output of %s was still open %v after it was killed", name, stopLimit)
+		}
 	})
 	return p
 }
