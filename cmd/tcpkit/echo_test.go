@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -127,16 +128,7 @@ func checkLog(t *testing.T, format, log string) {
 	lines := strings.Split(strings.TrimSuffix(log, "\n"), "\n")
 	var msgs []string
 	for _, l := range lines {
-		rec := map[string]any{}
-		if format == "json" {
-			if err := json.Unmarshal([]byte(l), &rec); err != nil {
-				t.Fatalf("log line %q is not JSON: %v", l, err)
-			}
-		} else {
-			for _, m := range regexp.MustCompile(`(\w+)=("(?:[^"\\]|\\.)*"|\S*)`).FindAllStringSubmatch(l, -1) {
-				rec[m[1]] = strings.Trim(m[2], `"`)
-			}
-		}
+		rec := parseLogLine(t, format, l)
 		msg, _ := rec["msg"].(string)
 		msgs = append(msgs, msg)
 		var want []string
@@ -164,6 +156,37 @@ func checkLog(t *testing.T, format, log string) {
 	if strings.Join(msgs, "|") != strings.Join(want, "|") {
 		t.Errorf("log events %q, want %q; log:\n%s", msgs, want, log)
 	}
+}
+
+// parseLogLine returns the fields of one log line in format, text or json.
+// A text value is a string, with its quotes removed; a JSON value is what
+// encoding/json makes of it.
+func parseLogLine(t *testing.T, format, line string) map[string]any {
+	t.Helper()
+	rec := map[string]any{}
+	if format == "json" {
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		return rec
+	}
+	for _, m := range regexp.MustCompile(`(\w+)=("(?:[^"\\]|\\.)*"|\S*)`).FindAllStringSubmatch(line, -1) {
+		rec[m[1]] = strings.Trim(m[2], `"`)
+	}
+	return rec
+}
+
+// logLine waits until the log b has a line that contains want and
+// returns the first such line.
+func logLine(t *testing.T, b *syncBuffer, want string) string {
+	t.Helper()
+	waitContains(t, b, want)
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.Contains(l, want) {
+			return l
+		}
+	}
+	panic("unreachable")
 }
 
 func TestEchoGreeting(t *testing.T) {
@@ -234,18 +257,42 @@ func TestEchoUnixSocketRemovedOnShutdown(t *testing.T) {
 	}
 }
 
+// TestEchoMaxConns: with --max-conns 1, a second client is closed at once
+// and one warning names it by its address, so an operator can tell who was
+// turned away; the first client is served on.
 func TestEchoMaxConns(t *testing.T) {
-	e := startEcho(t, "--max-conns", "1", "127.0.0.1:0")
-	first := dial(t, e.addr())
-	readN(t, first, len("hello\r\n"))
-	second := dial(t, e.addr())
-	if b, err := io.ReadAll(second); len(b) != 0 {
-		t.Errorf("second connection got %q, %v; want it closed at once", b, err)
-	}
-	waitContains(t, e.stderr, "connection dropped: --max-conns reached")
-	first.Write([]byte("still here"))
-	if got := string(readN(t, first, len("still here"))); got != "still here" {
-		t.Errorf("first connection got %q", got)
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			e := startEcho(t, "--log-format", format, "--max-conns", "1", "127.0.0.1:0")
+			first := dial(t, e.addr())
+			readN(t, first, len("hello\r\n"))
+			second := dial(t, e.addr())
+			second.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if b, err := io.ReadAll(second); len(b) != 0 || err != nil {
+				t.Errorf("second connection got %q, %v; want it closed at once", b, err)
+			}
+			line := logLine(t, e.stderr, "connection dropped")
+			rec := parseLogLine(t, format, line)
+			for k, want := range map[string]string{
+				"level":     "WARN",
+				"msg":       "connection dropped: --max-conns reached",
+				"remote":    second.LocalAddr().String(), // the dropped client
+				"max_conns": "1",
+			} {
+				if got, ok := rec[k]; !ok || fmt.Sprint(got) != want {
+					t.Errorf("drop log line: %s is %v, want %q; line:\n%s", k, got, want, line)
+				}
+			}
+			if n := strings.Count(e.stderr.String(), "connection dropped"); n != 1 {
+				t.Errorf("%d drop lines, want 1:\n%s", n, e.stderr.String())
+			}
+			if _, err := first.Write([]byte("still here")); err != nil {
+				t.Fatal(err)
+			}
+			if got := string(readN(t, first, len("still here"))); got != "still here" {
+				t.Errorf("first connection got %q", got)
+			}
+		})
 	}
 }
 
