@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,29 +63,39 @@ func startRoomLog(t *testing.T, addr string, maxLine, maxBuffered int, log *slog
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		<-served
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after Shutdown")
+		}
 	})
 	return room, ln.Addr()
 }
 
+// timeout bounds every wait of the tests: a read, a write, a goroutine.
+const timeout = 5 * time.Second
+
 // A client is a chat client on a real socket.
+//
+// Its methods take the *testing.T of the test or subtest they run in, and
+// must be called from that test's goroutine: they may call t.Fatal.
 type client struct {
-	t    *testing.T
 	nc   net.Conn
 	r    *bufio.Reader
 	name string // as the welcome line gave it
 }
 
-// connect joins the room at addr and reads the welcome line.
+// connect joins the room at addr and reads the welcome line. The
+// connection is closed when t ends.
 func connect(t *testing.T, addr net.Addr) *client {
 	t.Helper()
-	nc, err := net.DialTimeout(addr.Network(), addr.String(), 5*time.Second)
+	nc, err := net.DialTimeout(addr.Network(), addr.String(), timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	c := &client{t: t, nc: nc, r: bufio.NewReader(nc)}
-	welcome := c.line()
+	c := &client{nc: nc, r: bufio.NewReader(nc)}
+	welcome := c.line(t)
 	rest, ok := strings.CutPrefix(welcome, "* welcome, you are ")
 	name, _, ok2 := strings.Cut(rest, ";")
 	if !ok || !ok2 {
@@ -94,57 +105,93 @@ func connect(t *testing.T, addr net.Addr) *client {
 	return c
 }
 
-// line reads one line, without its LF, within 10 seconds.
-func (c *client) line() string {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+// line reads one line, without its LF, within timeout.
+func (c *client) line(t *testing.T) string {
+	t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	s, err := c.r.ReadString('\n')
 	if err != nil {
-		c.t.Fatalf("reading a line: %q, %v", s, err)
+		t.Fatalf("%s: reading a line: %q, %v", c.name, s, err)
 	}
 	return strings.TrimSuffix(s, "\n")
 }
 
 // expect reads len(want) lines and checks they are want.
-func (c *client) expect(want ...string) {
-	c.t.Helper()
+func (c *client) expect(t *testing.T, want ...string) {
+	t.Helper()
 	for _, w := range want {
-		if got := c.line(); got != w {
-			c.t.Fatalf("%s got %q, want %q", c.name, got, w)
+		if got := c.line(t); got != w {
+			t.Fatalf("%s got %q, want %q", c.name, got, w)
 		}
 	}
 }
 
-// send writes each chunk in a Write of its own, pausing in between so that
-// the server is likely to read each chunk on its own.
-func (c *client) send(chunks ...string) {
-	c.t.Helper()
+// send writes each chunk in a Write of its own, each within timeout,
+// pausing in between so that the server is likely to read each chunk on
+// its own.
+func (c *client) send(t *testing.T, chunks ...string) {
+	t.Helper()
 	for i, s := range chunks {
 		if i > 0 {
 			time.Sleep(2 * time.Millisecond)
 		}
+		c.nc.SetWriteDeadline(time.Now().Add(timeout))
 		if _, err := c.nc.Write([]byte(s)); err != nil {
-			c.t.Fatal(err)
+			t.Fatalf("%s: %v", c.name, err)
 		}
 	}
 }
 
 // sync makes sure every line sent to c before now has been read: another
 // client says something and c reads up to it. Nothing else may come first.
-func (c *client) sync(other *client, token string) {
-	c.t.Helper()
-	other.send(token + "\n")
-	c.expect(other.name + ": " + token)
+func (c *client) sync(t *testing.T, other *client, token string) {
+	t.Helper()
+	other.send(t, token+"\n")
+	c.expect(t, other.name+": "+token)
 }
 
 // eof checks that the server has ended the connection, after exactly the
 // lines want.
-func (c *client) eof(want ...string) {
-	c.t.Helper()
-	c.expect(want...)
-	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+func (c *client) eof(t *testing.T, want ...string) {
+	t.Helper()
+	c.expect(t, want...)
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	rest, err := io.ReadAll(c.r)
 	if err != nil || len(rest) > 0 {
-		c.t.Fatalf("%s: after the last line: %q, %v; want EOF", c.name, rest, err)
+		t.Fatalf("%s: after the last line: %q, %v; want EOF", c.name, rest, err)
+	}
+}
+
+// closeWrite half-closes c's connection: the server sees the end of its
+// input.
+func (c *client) closeWrite(t *testing.T) {
+	t.Helper()
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("%T cannot half-close", c.nc)
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatalf("%s: %v", c.name, err)
+	}
+}
+
+// waitAll waits for wg, for at most d. Past it, it calls stop, which must
+// make the goroutines return (closing their connections does), and fails
+// the test.
+func waitAll(t *testing.T, wg *sync.WaitGroup, d time.Duration, stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(d):
+	}
+	stop()
+	select {
+	case <-done:
+		t.Errorf("goroutines still running after %v; stopped", d)
+	case <-time.After(timeout):
+		t.Fatalf("goroutines still running after %v, and %v after they were told to stop", d, timeout)
 	}
 }
