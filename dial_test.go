@@ -80,7 +80,7 @@ func closeWhenDone(t *testing.T, c *Conn) {
 // "hello\r\n" and then echoes, and returns its address.
 func greetingEchoServer(t *testing.T, e engine, addr string) string {
 	t.Helper()
-	s := &Server{Logger: discardLogger(), Handler: func(c *Conn) {
+	s := &Server{Logger: failOnPanicLogger(t), Handler: func(c *Conn) {
 		c.WriteString("hello\r\n")
 		Pipe(c, c)
 	}}

@@ -2,10 +2,12 @@ package tcpkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -16,6 +18,8 @@ type eventLog struct {
 	mu       sync.Mutex
 	events   []string
 	problems []string
+	errErr   error // the error event's error
+	closeErr error // the close event's error
 }
 
 func (l *eventLog) add(ev string) {
@@ -42,8 +46,16 @@ func (l *eventLog) attach(c *Conn) {
 	c.OnEnd(func() { l.add("end") })
 	c.OnDrain(func() { l.add("drain") })
 	c.OnTimeout(func() { l.add("timeout") })
-	c.OnError(func(error) { l.add("error") })
+	c.OnError(func(err error) {
+		l.mu.Lock()
+		l.errErr = err
+		l.mu.Unlock()
+		l.add("error")
+	})
 	c.OnClose(func(err error) {
+		l.mu.Lock()
+		l.closeErr = err
+		l.mu.Unlock()
 		if err != nil && (len(l.events) == 0 || l.events[len(l.events)-1] != "error") {
 			l.add("close-without-error-event")
 		}
@@ -61,9 +73,30 @@ func (l *eventLog) check(t *testing.T, who string) {
 	if slices.Contains(l.events, "close-without-error-event") {
 		l.problems = append(l.problems, "close with an error but no error event")
 	}
+	if slices.Contains(l.events, "error") && l.errErr != l.closeErr {
+		l.problems = append(l.problems, fmt.Sprintf("error event with %v, close event with %v", l.errErr, l.closeErr))
+	}
+	if !expectedCloseError(l.closeErr) {
+		l.problems = append(l.problems, fmt.Sprintf("unexpected close error %v (%T)", l.closeErr, l.closeErr))
+	}
 	if len(l.problems) > 0 {
 		t.Errorf("%s: %v in %v", who, l.problems, compact(l.events))
 	}
+}
+
+// expectedCloseError reports whether err is a close error that random
+// actions by both sides can cause: none, a reset or broken pipe from the
+// peer's Close or Reset, or a queue over MaxBuffered. A *PanicError, from
+// tcpkit's own code, is never expected.
+func expectedCloseError(err error) bool {
+	var pe *PanicError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &pe):
+		return false
+	}
+	return errors.Is(err, ErrSlowConsumer) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func countOf(s []string, v string) (n int) {
@@ -114,7 +147,7 @@ func TestEventInvariantsUnderRandomActions(t *testing.T) {
 			conn *Conn
 		}
 		accepted := make(chan pair, scenarios)
-		s := &Server{ConnConfig: cfg, Logger: discardLogger(), Handler: func(c *Conn) {
+		s := &Server{ConnConfig: cfg, Logger: failOnPanicLogger(t), Handler: func(c *Conn) {
 			l := &eventLog{}
 			l.attach(c)
 			accepted <- pair{l, c}

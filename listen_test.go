@@ -150,7 +150,7 @@ func TestListenUnixCreatesAndRemovesSocket(t *testing.T) {
 func TestListenUnixLiveSocketIsLeftAlone(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		path := unixSocketPath(t)
-		s := &Server{Handler: func(c *Conn) { c.WriteString("first\n") }, Logger: discardLogger()}
+		s := &Server{Handler: func(c *Conn) { c.WriteString("first\n") }, Logger: failOnPanicLogger(t)}
 		addr := startServer(t, e, s, path)
 		before := socketFileInfo(t, path)
 
@@ -397,7 +397,7 @@ func TestListenUnixServerRemovesSocket(t *testing.T) {
 				s := &Server{
 					Addr:        path,
 					SocketMode:  0o640,
-					Logger:      discardLogger(),
+					Logger:      failOnPanicLogger(t),
 					Handler:     func(c *Conn) { opened <- struct{}{} },
 					OnListening: func(a net.Addr) { listening <- a },
 				}

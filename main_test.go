@@ -2,23 +2,83 @@ package tcpkit
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 )
 
-// TestMain fails the run if any test leaves a goroutine behind.
+// TestMain fails the run if any test leaves a goroutine behind, or if
+// tcpkit recovered a panic in its own code (or a callback) and logged it
+// to the default logger: tests that panic on purpose give their Server or
+// Dialer a logger of their own.
 func TestMain(m *testing.M) {
 	if os.Getenv(emfileChildEnv) == "1" {
 		emfileChild()
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	var panics panicCount
+	slog.SetDefault(slog.New(&panicWatch{Handler: slog.Default().Handler(), count: &panics}))
+	code := m.Run()
+	if n := panics.Load(); n > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d recovered panics were logged to the default logger (see above)\n", n)
+		code = 1
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: goroutines left behind: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+type panicCount = atomic.Int64
+
+// panicWatch is a slog.Handler that counts the log lines reporting a
+// recovered panic and passes every line on.
+type panicWatch struct {
+	slog.Handler
+	count *panicCount
+	t     testing.TB // if set, a panic line fails this test at once
+}
+
+func (h *panicWatch) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "panic") {
+		h.count.Add(1)
+		if h.t != nil {
+			h.t.Errorf("tcpkit logged a recovered panic: %s", r.Message)
+			r.Attrs(func(a slog.Attr) bool {
+				h.t.Logf("  %s=%v", a.Key, a.Value)
+				return true
+			})
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *panicWatch) WithAttrs(as []slog.Attr) slog.Handler {
+	return &panicWatch{Handler: h.Handler.WithAttrs(as), count: h.count, t: h.t}
+}
+
+func (h *panicWatch) WithGroup(name string) slog.Handler {
+	return &panicWatch{Handler: h.Handler.WithGroup(name), count: h.count, t: h.t}
+}
+
+// failOnPanicLogger is a Logger for tests that provoke other log lines on
+// purpose (accept errors, drops) and discards them, but fails t on a line
+// that reports a recovered panic: a panic inside tcpkit's own code is
+// turned into a close error, and would otherwise go unseen.
+func failOnPanicLogger(t testing.TB) *slog.Logger {
+	return slog.New(&panicWatch{Handler: slog.DiscardHandler, count: new(panicCount), t: t})
 }
 
 // An engine names a way of running connections. Every server test runs on
@@ -135,3 +195,24 @@ func waitFor[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 
 // discardLogger is a Logger for tests that provoke log lines on purpose.
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// logBuffer collects log lines, for tests that check what was logged.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// logger returns a Logger that writes text lines to l.
+func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }

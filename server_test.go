@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -308,8 +309,9 @@ func TestServerServeReturnsPermanentAcceptError(t *testing.T) {
 func TestServerPanicClosesOnlyThatConnection(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
 		closeErrs := make(chan error, 2)
+		var log logBuffer
 		s := &Server{
-			Logger: discardLogger(),
+			Logger: log.logger(),
 			Handler: func(c *Conn) {
 				c.OnClose(func(err error) { closeErrs <- err })
 				c.OnData(func(p []byte) {
@@ -326,6 +328,10 @@ func TestServerPanicClosesOnlyThatConnection(t *testing.T) {
 		var pe *PanicError
 		if err := waitFor(t, closeErrs, 5*time.Second, "close of the panicking connection"); !errors.As(err, &pe) || pe.Value != "boom" {
 			t.Fatalf("close error %v, want a *PanicError for boom", err)
+		}
+		if l := log.String(); !strings.Contains(l, `msg="tcpkit: panic in connection callback"`) ||
+			!strings.Contains(l, "panic=boom") || strings.Count(l, "panic in") != 1 {
+			t.Errorf("want one log line for the panic, with its value; log:\n%s", l)
 		}
 		io.WriteString(good, "fine")
 		buf := make([]byte, 4)
