@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tcpkit/tcpkit"
 )
@@ -66,11 +66,17 @@ func TestBenchCatchesCorruption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), stopLimit)
 		defer cancel()
-		srv.Shutdown(ctx)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := await(t, served, stopLimit, "Serve to return after Shutdown"); !errors.Is(err, tcpkit.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
 	}()
 	r := runCLI(t, nil, "bench", "-n", "2000", "--warmup", "0", ln.Addr().String())
 	if r.code != exitError || !strings.Contains(r.stderr, "corrupt") || !strings.Contains(r.stdout, "corrupt") {
@@ -80,7 +86,10 @@ func TestBenchCatchesCorruption(t *testing.T) {
 
 // TestBenchRefused reports a server that is not there in one line.
 func TestBenchRefused(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := ln.Addr().String()
 	ln.Close()
 	r := runCLI(t, nil, "bench", "-n", "10", "--warmup", "0", "--timeout", "2s", addr)

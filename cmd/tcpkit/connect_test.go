@@ -84,6 +84,7 @@ func TestConnectBackpressure(t *testing.T) {
 			return
 		}
 		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(waitLimit))
 		time.Sleep(200 * time.Millisecond)
 		n, err := io.Copy(io.Discard, nc)
 		if err == nil {
@@ -93,11 +94,14 @@ func TestConnectBackpressure(t *testing.T) {
 	}()
 	const size = 8 << 20
 	r := runCLI(t, bytes.NewReader(make([]byte, size)), "connect", "unix:"+ln.Addr().String())
-	if err := <-served; err != nil {
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	if err := await(t, served, waitLimit, "the server counting what tcpkit connect sent"); err != nil {
 		t.Fatal(err)
 	}
-	if r.code != 0 || r.stdout != strconv.Itoa(size) {
-		t.Errorf("exit %d, server counted %q bytes, stderr %q", r.code, r.stdout, r.stderr)
+	if r.stdout != strconv.Itoa(size) {
+		t.Errorf("server counted %q bytes, want %d", r.stdout, size)
 	}
 }
 
@@ -199,7 +203,7 @@ func resetter(t *testing.T) string {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
+	t.Cleanup(func() { ln.Close(); awaitClose(t, done, "the resetter's accept loop") })
 	go func() {
 		defer close(done)
 		for {
@@ -226,7 +230,7 @@ func silent(t *testing.T) string {
 	var conns []net.Conn
 	t.Cleanup(func() {
 		ln.Close()
-		<-done
+		awaitClose(t, done, "the silent server's accept loop")
 		for _, c := range conns {
 			c.Close()
 		}
@@ -242,4 +246,15 @@ func silent(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// awaitClose waits, in a test's cleanup, for a goroutine to close done
+// once its listener is closed, and fails the test if it does not.
+func awaitClose(t *testing.T, done <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(stopLimit):
+		t.Errorf("%s did not end within %v of closing its listener", what, stopLimit)
+	}
 }

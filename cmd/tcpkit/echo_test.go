@@ -54,7 +54,7 @@ func exchange(t *testing.T, addr string, data []byte) []byte {
 	if err != nil {
 		t.Fatalf("reading from %s: %v", addr, err)
 	}
-	if err := <-errc; err != nil {
+	if err := await(t, errc, waitLimit, "writing to "+addr); err != nil {
 		t.Fatalf("writing to %s: %v", addr, err)
 	}
 	return got
@@ -300,9 +300,9 @@ func TestEchoIdleTimeout(t *testing.T) {
 	e := startEcho(t, "--idle-timeout", "100ms", "127.0.0.1:0")
 	nc := dial(t, e.addr())
 	start := time.Now()
-	b, _ := io.ReadAll(nc)
-	if string(b) != "hello\r\n" {
-		t.Errorf("got %q", b)
+	b, err := io.ReadAll(nc)
+	if string(b) != "hello\r\n" || err != nil {
+		t.Fatalf("got %q, %v; want the greeting, then the server's close", b, err)
 	}
 	if d := time.Since(start); d < 80*time.Millisecond {
 		t.Errorf("closed after %v, before the idle timeout", d)
@@ -479,7 +479,7 @@ func TestEchoGracefulShutdown(t *testing.T) {
 			if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("socket file still there: %v", err)
 			}
-			if _, err := net.Dial("unix", path); err == nil {
+			if _, err := net.DialTimeout("unix", path, time.Second); err == nil {
 				t.Errorf("still accepting after shutdown")
 			}
 			log := e.stderr.String()

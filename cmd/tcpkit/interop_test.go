@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 // These tests check tcpkit against the programs people will point at it:
@@ -144,13 +143,7 @@ func telnetSession(t *testing.T, host, port string) {
 	}
 	p.line(t, "typed in telnet")
 	p.stdin.Close()
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(waitLimit):
-		t.Fatalf("telnet did not exit at the end of its input; output:\n%s", p.stdout.String())
-	}
+	p.wait(t) // telnet exits at the end of its input
 }
 
 // TestConnectInterop drives tcpkit connect against echo servers written

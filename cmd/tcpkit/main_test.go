@@ -223,7 +223,9 @@ type program struct {
 	stdin  io.WriteCloser
 	stdout *syncBuffer
 	stderr *syncBuffer
-	lines  chan string // lines of the stream chosen by startPeer
+	lines  chan string   // lines of the stream chosen by startPeer
+	exited chan struct{} // closed once it has exited
+	err    error         // what cmd.Wait returned, once exited is closed
 }
 
 // startPeer starts an external program and kills it when the test ends.
@@ -234,7 +236,7 @@ func startPeer(t *testing.T, linesFromStderr bool, name string, args ...string) 
 	path := testenv.LookPath(t, name)
 	cmd := exec.Command(path, args...)
 	cmd.WaitDelay = 2 * time.Second
-	p := &program{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, lines: make(chan string, 100)}
+	p := &program{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, lines: make(chan string, 100), exited: make(chan struct{})}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +258,10 @@ func startPeer(t *testing.T, linesFromStderr bool, name string, args ...string) 
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	pw.Close()
+	go func() {
+		defer close(p.exited)
+		p.err = cmd.Wait()
+	}()
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -273,14 +279,31 @@ func startPeer(t *testing.T, linesFromStderr bool, name string, args ...string) 
 	t.Cleanup(func() {
 		stdin.Close()
 		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait() // bounded by WaitDelay
-		select {
-		case <-scanned:
-		case <-time.After(stopLimit):
-			t.Errorf("the output of %s was still open %v after it was killed", name, stopLimit)
+		for _, w := range []struct {
+			done <-chan struct{}
+			what string
+		}{{p.exited, "had not exited"}, {scanned, "still held its output open"}} {
+			select {
+			case <-w.done:
+			case <-time.After(stopLimit):
+				t.Errorf("%s %s %v after it was killed", name, w.what, stopLimit)
+			}
 		}
 	})
 	return p
+}
+
+// wait waits for the peer to exit and returns what cmd.Wait returned.
+func (p *program) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(waitLimit):
+		t.Fatalf("%s did not exit within %v; stdout:\n%s\nstderr:\n%s",
+			p.cmd.Path, waitLimit, p.stdout.String(), p.stderr.String())
+		panic("unreachable")
+	}
 }
 
 // line waits for the next line from the peer that contains want.

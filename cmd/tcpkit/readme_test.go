@@ -105,6 +105,7 @@ func TestReadmeExamplesCompile(t *testing.T) {
 	defer cancel()
 	for _, pkg := range pkgs {
 		cmd := exec.CommandContext(ctx, goTool, "build", "-overlay", overlayFile, "-o", os.DevNull, pkg)
+		cmd.WaitDelay = stopLimit // the compiler go build started may hold the output open
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("README example %s does not build: %v\n%s", pkg, err, out)
 		}
