@@ -49,7 +49,7 @@ func TestEcho200Clients(t *testing.T) {
 				errs <- echoOnce(addr, want)
 			})
 		}
-		wg.Wait()
+		waitGroup(t, &wg, 30*time.Second, "the goroutines")
 		close(errs)
 		for err := range errs {
 			if err != nil {

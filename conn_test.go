@@ -58,7 +58,7 @@ func TestConnCloseTwiceOneEvent(t *testing.T) {
 		addr = startServer(t, e, s, addr)
 		dialRaw(t, addr)
 		c := waitFor(t, done, 5*time.Second, "connection")
-		<-c.Done()
+		waitFor(t, c.Done(), 10*time.Second, "close event")
 		if closes.Load() != 1 || errs.Load() != 0 {
 			t.Errorf("%d close and %d error events after Close, Close, Reset; want 1 and 0", closes.Load(), errs.Load())
 		}
@@ -111,7 +111,7 @@ func TestConnReconnect(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reconnect %d: %v", i, err)
 			}
-			<-c.Done()
+			waitFor(t, c.Done(), 10*time.Second, "close event")
 			if string(got) != "hello\r\n" || c.Err() != nil {
 				t.Fatalf("reconnect %d: got %q, close error %v", i, got, c.Err())
 			}
@@ -136,8 +136,10 @@ func TestConnPingPong(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		for name, addrFunc := range addrs {
 			t.Run(name, func(t *testing.T) {
+				var pings, pongBytes atomic.Int64 // counted by each side as it receives
 				s := &Server{Handler: func(c *Conn) {
 					c.OnData(func(p []byte) {
+						pings.Add(int64(len(p)))
 						for range p {
 							c.WriteString("PONG")
 						}
@@ -145,15 +147,16 @@ func TestConnPingPong(t *testing.T) {
 				}}
 				addr := startServer(t, e, s, addrFunc(t))
 				const rounds = 1000
-				done := make(chan int, 1)
+				done := make(chan struct{})
 				count := 0
 				var pending int
 				c, err := Dial(context.Background(), addr, func(c *Conn) {
 					c.OnData(func(p []byte) {
+						pongBytes.Add(int64(len(p)))
 						pending += len(p)
 						for ; pending >= 4; pending -= 4 {
 							if count++; count == rounds {
-								done <- count
+								close(done)
 								c.End()
 								return
 							}
@@ -165,10 +168,12 @@ func TestConnPingPong(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if n := waitFor(t, done, 20*time.Second, "1000 round trips"); n != rounds {
-					t.Errorf("%d round trips", n)
+				waitFor(t, done, 20*time.Second, "1000 round trips")
+				waitFor(t, c.Done(), 10*time.Second, "close event")
+				if pings.Load() != rounds || pongBytes.Load() != 4*rounds {
+					t.Errorf("server received %d pings, client %d bytes of pongs; want %d and %d",
+						pings.Load(), pongBytes.Load(), rounds, 4*rounds)
 				}
-				<-c.Done()
 			})
 		}
 	})
@@ -327,6 +332,157 @@ func TestConnReadBufferGrows(t *testing.T) {
 		if most <= initialReadBuffer || most > DefaultReadBufferSize {
 			t.Errorf("largest OnData slice %d bytes; want more than the initial %d, at most ReadBufferSize %d",
 				most, initialReadBuffer, DefaultReadBufferSize)
+		}
+	})
+}
+
+// sockopt reads an integer socket option of c.
+func sockopt(t *testing.T, c *Conn, level, opt int) int {
+	t.Helper()
+	var v int
+	var serr error
+	if err := c.raw.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), level, opt) }); err != nil || serr != nil {
+		t.Fatalf("getsockopt(%d, %d): %v %v", level, opt, err, serr)
+	}
+	return v
+}
+
+// TCP keep-alive is on by default, every 15s (DefaultKeepAlive), for
+// accepted and dialled connections; a negative KeepAlive turns it off;
+// SetKeepAlive changes it per connection.
+func TestConnKeepAlive(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		for _, tt := range []struct {
+			name      string
+			keepAlive time.Duration
+			on        bool
+			period    int // seconds
+		}{
+			{name: "default", keepAlive: 0, on: true, period: 15},
+			{name: "set", keepAlive: 40 * time.Second, on: true, period: 40},
+			{name: "off", keepAlive: -1, on: false},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				cfg := ConnConfig{KeepAlive: tt.keepAlive}
+				conns := make(chan *Conn, 1)
+				addr := startServer(t, e, &Server{ConnConfig: cfg, Handler: func(c *Conn) { conns <- c }}, "127.0.0.1:0")
+				d := Dialer{ConnConfig: cfg}
+				dialled, err := d.Dial(context.Background(), addr, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer dialled.Close()
+				accepted := waitFor(t, conns, 5*time.Second, "connection")
+				for side, c := range map[string]*Conn{"accepted": accepted, "dialled": dialled} {
+					on := sockopt(t, c, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) != 0
+					if on != tt.on {
+						t.Errorf("%s: SO_KEEPALIVE %v, want %v", side, on, tt.on)
+					}
+					if !tt.on {
+						continue
+					}
+					idle := sockopt(t, c, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE)
+					intvl := sockopt(t, c, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL)
+					if idle != tt.period || intvl != tt.period {
+						t.Errorf("%s: keep-alive idle %ds, interval %ds; want %ds both", side, idle, intvl, tt.period)
+					}
+				}
+				accepted.SetKeepAlive(true, 7*time.Second)
+				if idle := sockopt(t, accepted, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE); idle != 7 {
+					t.Errorf("after SetKeepAlive(true, 7s): idle %ds", idle)
+				}
+				accepted.SetKeepAlive(false, 0)
+				if sockopt(t, accepted, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) != 0 {
+					t.Error("SetKeepAlive(false) left keep-alive on")
+				}
+				accepted.Close()
+			})
+		}
+	})
+}
+
+// IdleTimeout counts traffic in either direction: a connection that only
+// writes, or only reads, is not idle. Once both stop, it closes.
+func TestConnIdleTimeoutCountsBothDirections(t *testing.T) {
+	const idle = 150 * time.Millisecond
+	for _, dir := range []string{"server writes", "server reads"} {
+		t.Run(dir, func(t *testing.T) {
+			forEachEngine(t, func(t *testing.T, e engine) {
+				closed := make(chan error, 1)
+				stop := make(chan struct{})
+				var talking sync.WaitGroup
+				s := &Server{ConnConfig: ConnConfig{IdleTimeout: idle}, Handler: func(c *Conn) {
+					c.OnClose(func(err error) { closed <- err })
+					if dir != "server writes" {
+						return
+					}
+					talking.Go(func() {
+						for range 100 { // 5s at most
+							select {
+							case <-stop:
+								return
+							case <-time.After(idle / 3):
+							}
+							if _, err := c.WriteString("tick"); err != nil {
+								return
+							}
+						}
+					})
+				}}
+				addr := startServer(t, e, s, "127.0.0.1:0")
+				nc := dialRaw(t, addr)
+				go io.Copy(io.Discard, nc) // reads whatever comes, until closed
+				if dir == "server reads" {
+					talking.Go(func() {
+						for range 100 {
+							select {
+							case <-stop:
+								return
+							case <-time.After(idle / 3):
+							}
+							if _, err := io.WriteString(nc, "tock"); err != nil {
+								return
+							}
+						}
+					})
+				}
+				select {
+				case err := <-closed:
+					t.Fatalf("closed (%v) while traffic flowed one way", err)
+				case <-time.After(4 * idle):
+				}
+				close(stop)
+				waitGroup(t, &talking, 5*time.Second, "the talking side to stop")
+				if err := waitFor(t, closed, 5*time.Second, "idle close"); !errors.Is(err, ErrIdleTimeout) {
+					t.Errorf("close error %v, want ErrIdleTimeout", err)
+				}
+			})
+		})
+	}
+}
+
+// A negative KeepAlive turns keep-alive off even on a listener from package
+// net, which turns it on for every connection it accepts.
+func TestConnKeepAliveOffOnStdListener(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		conns := make(chan *Conn, 1)
+		s := &Server{ConnConfig: ConnConfig{KeepAlive: -1}, Handler: func(c *Conn) { conns <- c }}
+		e.apply(s)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		defer func() {
+			s.Close()
+			waitFor(t, served, 5*time.Second, "Serve to return")
+		}()
+		dialRaw(t, ln.Addr().String())
+		c := waitFor(t, conns, 5*time.Second, "connection")
+		defer c.Close()
+		if sockopt(t, c, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) != 0 {
+			t.Error("KeepAlive -1, yet keep-alive is on")
 		}
 	})
 }

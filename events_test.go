@@ -148,7 +148,7 @@ func TestEventsNormalExchange(t *testing.T) {
 		srv := waitFor(t, recs, 5*time.Second, "server connection")
 		srv.check(t, "open", "data", "end", "close")
 		client.check(t, "connect", "data", "end", "close")
-		<-c.Done()
+		waitFor(t, c.Done(), 10*time.Second, "close event")
 		if got := string(srv.bytes()); got != "world!\r\n" {
 			t.Errorf("server received %q", got)
 		}
@@ -435,4 +435,95 @@ func TestEventsEndWithError(t *testing.T) {
 			}
 		})
 	})
+}
+
+// OnEnd fires for a connection that listens for nothing else: reading goes
+// on, and the end is seen, without a data listener.
+func TestEventsEndWithoutDataListener(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		ended := make(chan struct{})
+		s := &Server{Handler: func(c *Conn) { c.OnEnd(func() { close(ended) }) }}
+		addr = startServer(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "ignored")
+		closeWrite(t, nc)
+		waitFor(t, ended, 5*time.Second, "end event with no data listener")
+		if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
+			t.Errorf("after the end, client read %q, %v; want the server's end", b, err)
+		}
+	})
+}
+
+// OnEnd waits for Resume, as the data before it does: a paused connection
+// delivers neither, and after Resume the data comes first.
+func TestEventsEndWaitsForResume(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		conns := make(chan *Conn, 1)
+		events := make(chan string, 16)
+		s := &Server{ConnConfig: ConnConfig{PauseOnConnect: true}, Handler: func(c *Conn) {
+			c.OnData(func(p []byte) { events <- "data " + string(p) })
+			c.OnEnd(func() { events <- "end" })
+			conns <- c
+		}}
+		addr = startServer(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "abc")
+		closeWrite(t, nc)
+		c := waitFor(t, conns, 5*time.Second, "connection")
+		select {
+		case ev := <-events:
+			t.Fatalf("%q while paused", ev)
+		case <-time.After(100 * time.Millisecond):
+		}
+		c.Pause() // a second Pause changes nothing
+		c.Resume()
+		if ev := waitFor(t, events, 5*time.Second, "data after Resume"); ev != "data abc" {
+			t.Errorf("first event after Resume %q, want the data", ev)
+		}
+		if ev := waitFor(t, events, 5*time.Second, "end after the data"); ev != "end" {
+			t.Errorf("second event after Resume %q, want the end", ev)
+		}
+	})
+}
+
+// OnError and OnClose get the very same error, whatever closed the
+// connection.
+func TestEventsErrorAndCloseGetTheSameError(t *testing.T) {
+	protoErr := errors.New("protocol error")
+	for _, tt := range []struct {
+		name string
+		act  func(c *Conn, nc net.Conn)
+	}{
+		{"CloseWithError", func(c *Conn, nc net.Conn) { c.CloseWithError(protoErr) }},
+		{"peer reset", func(c *Conn, nc net.Conn) { nc.(*net.TCPConn).SetLinger(0); nc.Close() }},
+		{"EndWithError", func(c *Conn, nc net.Conn) { c.EndWithError(protoErr, 0); nc.Close() }},
+		{"slow consumer", func(c *Conn, nc net.Conn) {
+			for range 1000 { // 1 GiB at most; MaxBuffered is 4 MiB
+				if _, err := c.Write(make([]byte, 1<<20)); err != nil {
+					return
+				}
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			forEachEngine(t, func(t *testing.T, e engine) {
+				type pair struct{ onError, onClose error }
+				got := make(chan pair, 1)
+				conns := make(chan *Conn, 1)
+				s := &Server{Handler: func(c *Conn) {
+					var p pair
+					c.OnError(func(err error) { p.onError = err })
+					c.OnClose(func(err error) { p.onClose = err; got <- p })
+					conns <- c
+				}}
+				addr := startServer(t, e, s, "127.0.0.1:0")
+				nc := dialRaw(t, addr)
+				tt.act(waitFor(t, conns, 5*time.Second, "connection"), nc)
+				p := waitFor(t, got, 10*time.Second, "close event")
+				if p.onClose == nil || p.onError != p.onClose {
+					t.Errorf("OnError got %v, OnClose got %v; want the same non-nil error", p.onError, p.onClose)
+				}
+			})
+		})
+	}
 }

@@ -181,7 +181,7 @@ func TestEventInvariantsUnderRandomActions(t *testing.T) {
 					}
 				})
 			}
-			wg.Wait()
+			waitGroup(t, &wg, 30*time.Second, "the goroutines")
 			if rng.IntN(2) == 0 {
 				client.Close()
 				srv.conn.Close()

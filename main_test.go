@@ -216,3 +216,11 @@ func (l *logBuffer) String() string {
 
 // logger returns a Logger that writes text lines to l.
 func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// waitGroup waits for wg, failing the test after d.
+func waitGroup(t *testing.T, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	waitFor(t, done, d, what)
+}

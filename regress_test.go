@@ -41,8 +41,8 @@ func TestOnCloseAddedDuringCloseRuns(t *testing.T) {
 			})
 		})
 		close(start)
-		wg.Wait()
-		<-c.Done()
+		waitGroup(t, &wg, 30*time.Second, "the goroutines")
+		waitFor(t, c.Done(), 10*time.Second, "close event")
 		b.Close()
 		if ran.Load() != 1 || overlapped.Load() != 0 {
 			t.Fatalf("try %d: late OnClose ran %d times, %d of them during OnError", i, ran.Load(), overlapped.Load())
@@ -119,7 +119,7 @@ func TestNoTimeoutAfterClose(t *testing.T) {
 		nc := dialRaw(t, addr)
 		io.WriteString(nc, "x")
 		c := waitFor(t, conns, 5*time.Second, "connection")
-		<-c.Done()
+		waitFor(t, c.Done(), 10*time.Second, "close event")
 		if late.Load() {
 			t.Error("OnTimeout fired after Close")
 		}

@@ -71,7 +71,7 @@ func TestServerCloseKeepsConnections(t *testing.T) {
 		}
 		closeWrite(t, nc)
 		waitFor(t, closed, 5*time.Second, "server close event")
-		<-s.Done()
+		waitFor(t, s.Done(), 10*time.Second, "server close event")
 	})
 }
 
@@ -83,7 +83,7 @@ func TestServerCloseWithoutConnections(t *testing.T) {
 		s.Close()
 		s.Close() // idempotent
 		waitFor(t, s.Done(), 5*time.Second, "close event")
-		<-served
+		waitFor(t, served, 10*time.Second, "Serve to return")
 		if n := closes.Load(); n != 1 {
 			t.Errorf("OnClose called %d times, want 1", n)
 		}
@@ -129,11 +129,11 @@ func TestServerShutdownEndsIdleConnections(t *testing.T) {
 				nc.Close()
 			})
 		}
-		wg.Wait()
+		waitGroup(t, &wg, 30*time.Second, "the goroutines")
 		if err := waitFor(t, done, 5*time.Second, "Shutdown"); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		<-served
+		waitFor(t, served, 10*time.Second, "Serve to return")
 		if s.NumConns() != 0 {
 			t.Errorf("%d connections left after Shutdown", s.NumConns())
 		}
@@ -171,7 +171,7 @@ func TestServerShutdownWaitsForBusyConnection(t *testing.T) {
 		if err := waitFor(t, done, 5*time.Second, "Shutdown"); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		<-served
+		waitFor(t, served, 10*time.Second, "Serve to return")
 	})
 }
 
@@ -219,8 +219,8 @@ func TestServerShutdownContextExpires(t *testing.T) {
 		if err := waitFor(t, closeErrs, time.Second, "close event"); !errors.Is(err, ErrServerClosed) {
 			t.Errorf("close error of a connection cut by Shutdown: %v, want ErrServerClosed", err)
 		}
-		<-served
-		<-s.Done()
+		waitFor(t, served, 10*time.Second, "Serve to return")
+		waitFor(t, s.Done(), 10*time.Second, "server close event")
 	})
 }
 
@@ -423,7 +423,7 @@ func TestServerShutdownEvent(t *testing.T) {
 		if err := waitFor(t, done, 5*time.Second, "Shutdown"); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		<-served
+		waitFor(t, served, 10*time.Second, "Serve to return")
 	})
 }
 

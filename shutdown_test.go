@@ -140,7 +140,7 @@ func TestShutdownIdleThreshold(t *testing.T) {
 		if err := waitFor(t, shut, 5*time.Second, "Shutdown"); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		<-served
+		waitFor(t, served, 10*time.Second, "Serve to return")
 	})
 }
 
@@ -170,7 +170,7 @@ func TestShutdownWaitsForCallback(t *testing.T) {
 		if err := waitFor(t, shut, 5*time.Second, "Shutdown"); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		<-served
+		waitFor(t, served, 10*time.Second, "Serve to return")
 	})
 }
 
@@ -238,7 +238,7 @@ func TestPipeResetsAfterEnd(t *testing.T) {
 				} else {
 					s.Close()
 				}
-				<-served
+				waitFor(t, served, 10*time.Second, "Serve to return")
 			})
 		})
 	}
@@ -258,7 +258,7 @@ func TestPipeResetsSourceWhenDestinationCloses(t *testing.T) {
 		dst := waitFor(t, conns, 5*time.Second, "second connection")
 		src.OnClose(func(err error) { srcErr <- err })
 		dst.Close()
-		<-dst.Done()
+		waitFor(t, dst.Done(), 10*time.Second, "close event")
 		Pipe(dst, src)
 		src.Resume()
 		err := writeUntilError(a)
@@ -312,7 +312,7 @@ func TestShutdownDeadlineResets(t *testing.T) {
 			t.Errorf("Shutdown returned %v, want context.DeadlineExceeded", err)
 		}
 		close(stop)
-		<-pinged
+		waitFor(t, pinged, 10*time.Second, "pinged")
 		cerr := waitFor(t, closeErr, 5*time.Second, "close event")
 		if !errors.Is(cerr, ErrServerClosed) || cerr == ErrServerClosed {
 			t.Errorf("close error %v, want one that wraps ErrServerClosed and says why", cerr)
@@ -321,7 +321,7 @@ func TestShutdownDeadlineResets(t *testing.T) {
 		if !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("the peer of a connection cut by Shutdown read until %v, want ECONNRESET", err)
 		}
-		<-served
+		waitFor(t, served, 10*time.Second, "Serve to return")
 	})
 }
 
