@@ -260,3 +260,171 @@ func TestPipeBetweenConnections(t *testing.T) {
 		}
 	})
 }
+
+// maxBufferedServer serves connections with a small MaxBuffered and a small
+// kernel send buffer, and hands each to the test; the client never reads.
+func maxBufferedServer(t *testing.T, e engine, cfg ConnConfig) (*Conn, <-chan error) {
+	t.Helper()
+	conns := make(chan *Conn, 1)
+	closed := make(chan error, 1)
+	s := &Server{ConnConfig: cfg, Handler: func(c *Conn) {
+		c.OnClose(func(err error) { closed <- err })
+		conns <- c
+	}}
+	addr := startServer(t, e, s, "127.0.0.1:0")
+	nc := dialRaw(t, addr)
+	nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	return waitFor(t, conns, 5*time.Second, "connection"), closed
+}
+
+// fillKernel writes to c until bytes stay queued and the queue stops
+// moving: the kernel's buffers are full, so what is written next stays in
+// tcpkit's queue.
+func fillKernel(t *testing.T, c *Conn) {
+	t.Helper()
+	chunk := make([]byte, 4<<10)
+	for i := 0; c.Buffered() == 0; i++ {
+		if i == 10_000 {
+			t.Fatal("40 MiB written and none of it queued")
+		}
+		if _, err := c.Write(chunk); err != nil {
+			t.Fatalf("filling the kernel's buffers: %v", err)
+		}
+	}
+	for last, same := -1, 0; same < 3; {
+		time.Sleep(20 * time.Millisecond)
+		if b := c.Buffered(); b == last {
+			same++
+		} else {
+			last, same = b, 0
+		}
+	}
+}
+
+// The queue may hold exactly MaxBuffered bytes; one more closes the
+// connection with ErrSlowConsumer, and nothing queued is kept.
+func TestMaxBufferedBoundary(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		cfg := ConnConfig{HighWater: 8 << 10, ReadBufferSize: 8 << 10, MaxBuffered: 64 << 10, SendBuffer: 4 << 10}
+		c, closed := maxBufferedServer(t, e, cfg)
+		fillKernel(t, c)
+		q := c.Buffered()
+		if _, err := c.Write(make([]byte, cfg.MaxBuffered-q)); err != nil {
+			t.Fatalf("Write up to exactly MaxBuffered (%d queued + %d): %v", q, cfg.MaxBuffered-q, err)
+		}
+		if b := c.Buffered(); b != cfg.MaxBuffered {
+			t.Fatalf("Buffered %d, want MaxBuffered (%d)", b, cfg.MaxBuffered)
+		}
+		if _, err := c.Write([]byte{1}); !errors.Is(err, ErrSlowConsumer) {
+			t.Fatalf("Write one byte past MaxBuffered: %v, want ErrSlowConsumer", err)
+		}
+		if err := waitFor(t, closed, 5*time.Second, "close event"); !errors.Is(err, ErrSlowConsumer) {
+			t.Errorf("close error %v, want ErrSlowConsumer", err)
+		}
+		if b := c.Buffered(); b != 0 {
+			t.Errorf("%d bytes still queued after the close", b)
+		}
+	})
+}
+
+// A single Write larger than MaxBuffered, on an empty queue, is cut off
+// too: the kernel takes what it can and the rest would pass the cap.
+func TestMaxBufferedSingleLargeWrite(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		cfg := ConnConfig{HighWater: 8 << 10, ReadBufferSize: 8 << 10, MaxBuffered: 64 << 10, SendBuffer: 4 << 10}
+		c, closed := maxBufferedServer(t, e, cfg)
+		if _, err := c.Write(make([]byte, 4<<20)); !errors.Is(err, ErrSlowConsumer) {
+			t.Fatalf("one 4 MiB Write with MaxBuffered 64 KiB: %v, want ErrSlowConsumer", err)
+		}
+		if err := waitFor(t, closed, 5*time.Second, "close event"); !errors.Is(err, ErrSlowConsumer) {
+			t.Errorf("close error %v, want ErrSlowConsumer", err)
+		}
+	})
+}
+
+// pipePair serves two connections and returns the server side of each, in
+// the order they were made, with their clients.
+func pipePair(t *testing.T, e engine, cfg ConnConfig) (a, b *Conn, ca, cb net.Conn) {
+	t.Helper()
+	conns := make(chan *Conn, 2)
+	s := &Server{ConnConfig: cfg, Handler: func(c *Conn) { conns <- c }}
+	addr := startServer(t, e, s, "127.0.0.1:0")
+	ca = dialRaw(t, addr)
+	a = waitFor(t, conns, 5*time.Second, "first connection")
+	cb = dialRaw(t, addr)
+	b = waitFor(t, conns, 5*time.Second, "second connection")
+	return a, b, ca, cb
+}
+
+// Pipe pauses its source once the destination's queue is over HighWater,
+// so a destination whose peer does not read costs no more than HighWater
+// plus one read.
+func TestPipePausesSource(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		cfg := ConnConfig{HighWater: 16 << 10, ReadBufferSize: 16 << 10, SendBuffer: 4 << 10, PauseOnConnect: true}
+		src, dst, ca, _ := pipePair(t, e, cfg)
+		Pipe(dst, src)
+		src.Resume()
+		go func() { // until the kernel's buffers fill and the write times out
+			ca.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			ca.Write(make([]byte, 64<<20))
+		}()
+		for i := 0; !src.Paused(); i++ {
+			if i == 500 {
+				t.Fatalf("source never paused; destination queue %d bytes", dst.Buffered())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // a source that kept reading would pass the bound now
+		if b, bound := dst.Buffered(), cfg.HighWater+cfg.ReadBufferSize; b > bound || b <= cfg.HighWater {
+			t.Errorf("destination queue %d bytes; want over HighWater (%d) and at most HighWater plus one read (%d)", b, cfg.HighWater, bound)
+		}
+		src.Close()
+		dst.Close()
+	})
+}
+
+// Pipe must not lose the wake-up when the destination drains between the
+// write that found it over HighWater and the Pause of the source: the
+// source would then stay paused for ever. The test hook holds Pipe in that
+// window until the drain has come and gone.
+func TestPipeDrainBeforePause(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		cfg := ConnConfig{HighWater: 4 << 10, LowWater: 1 << 10, ReadBufferSize: 16 << 10, SendBuffer: 4 << 10, PauseOnConnect: true}
+		src, dst, ca, cb := pipePair(t, e, cfg)
+		drained := make(chan struct{}, 1)
+		var hooked atomic.Bool
+		pipeHookBeforePause = func() {
+			if hooked.Swap(true) {
+				return
+			}
+			select { // the destination's peer reads, so it drains
+			case <-drained:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		t.Cleanup(func() { pipeHookBeforePause = nil })
+		Pipe(dst, src)
+		dst.OnDrain(func() {
+			select {
+			case drained <- struct{}{}:
+			default:
+			}
+		})
+		dst.Resume() // so that it sees its peer's end
+		src.Resume()
+		const size = 1 << 20
+		sent := sendAndEnd(ca, bytes.Repeat([]byte("p"), size))
+		cb.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, cb)
+		if err != nil || n != size {
+			t.Errorf("destination's peer got %d of %d bytes, then %v; the source stayed paused (Paused %v)", n, size, err, src.Paused())
+		}
+		if !hooked.Load() {
+			t.Error("the destination never went over HighWater: the test did not exercise the window")
+		}
+		if err := waitFor(t, sent, 10*time.Second, "the source's peer to finish"); err != nil {
+			t.Error(err)
+		}
+	})
+}

@@ -30,6 +30,9 @@ func Pipe(dst, src *Conn) {
 		if !over {
 			return
 		}
+		if pipeHookBeforePause != nil {
+			pipeHookBeforePause()
+		}
 		src.Pause()
 		// dst may have drained between its write and the Pause above; its
 		// drain listener then resumed src before src was paused.
@@ -40,6 +43,11 @@ func Pipe(dst, src *Conn) {
 	dst.OnDrain(src.Resume)
 	src.OnEnd(func() { dst.End() })
 }
+
+// pipeHookBeforePause, if set by a test, runs between a write that found
+// dst over HighWater and the Pause of src: the window in which dst's drain
+// event can come and go before src is paused.
+var pipeHookBeforePause func()
 
 func (c *Conn) drainCount() uint64 {
 	c.mu.Lock()

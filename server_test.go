@@ -466,3 +466,92 @@ func TestConnIdleTimeoutWithStuckPeer(t *testing.T) {
 		}
 	})
 }
+
+// Without OnDrop, the first drop of each run of drops is logged, with the
+// cap and the dropped client's address; a connection accepted under the cap
+// ends the run.
+func TestServerDropLogLine(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var log logBuffer
+		opened := make(chan *Conn, 4)
+		s := &Server{MaxConnections: 1, Logger: log.logger(), Handler: func(c *Conn) { opened <- c }}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		first := dialRaw(t, addr)
+		c := waitFor(t, opened, 5*time.Second, "first connection")
+		dropped := func() net.Conn { // dials, and waits for the server to close it
+			nc := dialRaw(t, addr)
+			if b, err := io.ReadAll(nc); len(b) != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("dropped client read %q, %v", b, err)
+			}
+			return nc
+		}
+		d1 := dropped()
+		dropped()
+		const line = `level=WARN msg="tcpkit: dropping connections: MaxConnections reached" max=1 remote=`
+		if l := log.String(); strings.Count(l, line) != 1 || !strings.Contains(l, line+d1.LocalAddr().String()) {
+			t.Fatalf("after two drops in a row, want one line naming the first client; log:\n%s", l)
+		}
+		c.Close()
+		first.Close()
+		waitFor(t, c.Done(), 5*time.Second, "close event")
+		for i := 0; s.NumConns() != 0; i++ { // the slot frees once the close event has run
+			if i == 500 {
+				t.Fatal("the closed connection still counts")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		dialRaw(t, addr)
+		waitFor(t, opened, 5*time.Second, "a connection under the cap")
+		dropped()
+		// The line is logged after the dropped connection is closed.
+		for i := 0; strings.Count(log.String(), line) != 2; i++ {
+			if i == 500 {
+				t.Fatalf("a new run of drops, after an accepted connection, wants a second line; log:\n%s", log.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// A callback that will not return does not hold Shutdown for ever: a
+// second after the context has ended and the connections were cut, it logs
+// and returns.
+func TestServerShutdownGivesUpOnStuckCallback(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var log logBuffer
+		release := make(chan struct{})
+		stuck := make(chan struct{})
+		var callbacks sync.WaitGroup
+		callbacks.Add(1)
+		s := &Server{Logger: log.logger(), Handler: func(c *Conn) {
+			c.OnData(func([]byte) {
+				defer callbacks.Done()
+				close(stuck)
+				select { // blocks until released, 20s at most
+				case <-release:
+				case <-time.After(20 * time.Second):
+				}
+			})
+		}}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "x")
+		waitFor(t, stuck, 5*time.Second, "the callback")
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown returned %v, want context.DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d < time.Second || d > 3*time.Second {
+			t.Errorf("Shutdown returned after %v; want the context's 100ms plus about a second", d)
+		}
+		if l := log.String(); !strings.Contains(l, "callbacks still running a second after their connections were closed") {
+			t.Errorf("log:\n%s", l)
+		}
+		close(release)
+		waitGroup(t, &callbacks, 5*time.Second, "the stuck callback")
+		waitFor(t, s.Done(), 5*time.Second, "server close event")
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
