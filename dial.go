@@ -31,6 +31,10 @@ type Dialer struct {
 	// &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}.
 	LocalAddr net.Addr
 
+	// Resolver, if set, looks up host names (net.Dialer's Resolver), for
+	// example to use a particular DNS server. Default net.DefaultResolver.
+	Resolver *net.Resolver
+
 	// Logger receives log lines about the connections, such as panics
 	// recovered in callbacks. Default slog.Default().
 	Logger *slog.Logger
@@ -68,6 +72,7 @@ func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error
 		Timeout:       d.ConnectTimeout,
 		FallbackDelay: d.FallbackDelay,
 		LocalAddr:     d.LocalAddr,
+		Resolver:      d.Resolver,
 		KeepAlive:     -1, // newConn applies cfg.KeepAlive
 	}
 	nc, err := nd.DialContext(ctx, network, address)

@@ -2,8 +2,11 @@ package tcpkit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tcpkit/tcpkit/internal/testenv"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // A dialInbox collects what a dialled connection receives.
@@ -164,17 +168,80 @@ func TestDialLocalAddr(t *testing.T) {
 	})
 }
 
-// TestDialHappyEyeballs dials "localhost" at a server that listens on
-// 127.0.0.1 only. Where localhost also resolves to ::1, and Go tries ::1
-// first, the refused ::1 attempt must hand over to 127.0.0.1 at once rather
-// than after FallbackDelay (Node 17 and later fail outright here:
-// nodejs/node#40702).
-func TestDialHappyEyeballs(t *testing.T) {
-	addrs, err := net.DefaultResolver.LookupHost(context.Background(), "localhost")
-	if err != nil {
-		t.Fatalf("looking up localhost: %v", err)
+// fakeResolver is a Resolver that answers from names, in the order given,
+// through a DNS server of its own on an in-memory connection; other names
+// do not exist. It counts the questions it is asked, by type.
+type fakeResolver struct {
+	names   map[string][]netip.Addr // fully qualified: "dual.test."
+	mu      sync.Mutex
+	queries map[dnsmessage.Type]int
+}
+
+func (f *fakeResolver) resolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		client, server := net.Pipe() // a stream: DNS over TCP framing
+		go f.serve(server)
+		return client, nil
+	}}
+}
+
+// serve answers the questions that arrive on c until it is closed.
+func (f *fakeResolver) serve(c net.Conn) {
+	defer c.Close()
+	for {
+		var size [2]byte
+		if _, err := io.ReadFull(c, size[:]); err != nil {
+			return
+		}
+		req := make([]byte, binary.BigEndian.Uint16(size[:]))
+		if _, err := io.ReadFull(c, req); err != nil {
+			return
+		}
+		var m dnsmessage.Message
+		if err := m.Unpack(req); err != nil || len(m.Questions) != 1 {
+			return
+		}
+		q := m.Questions[0]
+		f.mu.Lock()
+		f.queries[q.Type]++
+		f.mu.Unlock()
+		m.Header.Response, m.Header.Authoritative = true, true
+		addrs, ok := f.names[q.Name.String()]
+		if !ok {
+			m.Header.RCode = dnsmessage.RCodeNameError
+		}
+		for _, a := range addrs {
+			h := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}
+			switch {
+			case q.Type == dnsmessage.TypeA && a.Is4():
+				h.Type = dnsmessage.TypeA
+				m.Answers = append(m.Answers, dnsmessage.Resource{Header: h, Body: &dnsmessage.AResource{A: a.As4()}})
+			case q.Type == dnsmessage.TypeAAAA && a.Is6():
+				h.Type = dnsmessage.TypeAAAA
+				m.Answers = append(m.Answers, dnsmessage.Resource{Header: h, Body: &dnsmessage.AAAAResource{AAAA: a.As16()}})
+			}
+		}
+		resp, err := m.Pack()
+		if err != nil {
+			return
+		}
+		if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(resp))), resp...)); err != nil {
+			return
+		}
 	}
-	t.Logf("localhost resolves to %v", addrs)
+}
+
+// TestDialHappyEyeballs dials a name that resolves to ::1 and 127.0.0.1,
+// ::1 first, at a server that listens on 127.0.0.1 only, as localhost
+// does on many machines. The refused ::1 attempt must hand over to
+// 127.0.0.1 at once rather than after FallbackDelay (Node 17 and later
+// fail outright here: nodejs/node#40702).
+func TestDialHappyEyeballs(t *testing.T) {
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		testenv.SkipUnlessCI(t, "no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
 	forEachEngine(t, func(t *testing.T, e engine) {
 		bound := greetingEchoServer(t, e, "127.0.0.1:0")
 		_, port, err := net.SplitHostPort(bound)
@@ -187,18 +254,28 @@ func TestDialHappyEyeballs(t *testing.T) {
 			within time.Duration
 		}{
 			// A long FallbackDelay: any wait for it shows.
-			{name: "long fallback delay", dialer: Dialer{FallbackDelay: 20 * time.Second}, within: 10 * time.Second},
+			{name: "long fallback delay", dialer: Dialer{FallbackDelay: 20 * time.Second}, within: 5 * time.Second},
 			{name: "default", dialer: Dialer{}, within: 5 * time.Second},
 			{name: "no fallback race", dialer: Dialer{FallbackDelay: -1}, within: 5 * time.Second},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
+				f := &fakeResolver{
+					names:   map[string][]netip.Addr{"dual.test.": {netip.IPv6Loopback(), netip.MustParseAddr("127.0.0.1")}},
+					queries: map[dnsmessage.Type]int{},
+				}
+				tt.dialer.Resolver = f.resolver()
 				start := time.Now()
-				c := dialAndTalk(t, &tt.dialer, "localhost:"+port)
+				c := dialAndTalk(t, &tt.dialer, "dual.test:"+port)
 				if el := time.Since(start); el > tt.within {
 					t.Errorf("connecting and one round trip took %v, want well under %v", el, tt.within)
 				}
 				if ra := c.RemoteAddr().(*net.TCPAddr); !ra.IP.Equal(net.IPv4(127, 0, 0, 1)) {
 					t.Errorf("connected to %v, want 127.0.0.1", ra)
+				}
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				if f.queries[dnsmessage.TypeA] == 0 || f.queries[dnsmessage.TypeAAAA] == 0 {
+					t.Errorf("DNS questions %v: the dial did not look up both families", f.queries)
 				}
 			})
 		}
