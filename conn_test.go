@@ -404,7 +404,7 @@ func TestConnKeepAlive(t *testing.T) {
 // IdleTimeout counts traffic in either direction: a connection that only
 // writes, or only reads, is not idle. Once both stop, it closes.
 func TestConnIdleTimeoutCountsBothDirections(t *testing.T) {
-	const idle = 150 * time.Millisecond
+	const idle = 300 * time.Millisecond
 	for _, dir := range []string{"server writes", "server reads"} {
 		t.Run(dir, func(t *testing.T) {
 			forEachEngine(t, func(t *testing.T, e engine) {
@@ -417,11 +417,11 @@ func TestConnIdleTimeoutCountsBothDirections(t *testing.T) {
 						return
 					}
 					talking.Go(func() {
-						for range 100 { // 5s at most
+						for range 100 { // 5s at most, as 100 ticks of idle/6
 							select {
 							case <-stop:
 								return
-							case <-time.After(idle / 3):
+							case <-time.After(idle / 6):
 							}
 							if _, err := c.WriteString("tick"); err != nil {
 								return
@@ -438,7 +438,7 @@ func TestConnIdleTimeoutCountsBothDirections(t *testing.T) {
 							select {
 							case <-stop:
 								return
-							case <-time.After(idle / 3):
+							case <-time.After(idle / 6):
 							}
 							if _, err := io.WriteString(nc, "tock"); err != nil {
 								return
@@ -449,7 +449,7 @@ func TestConnIdleTimeoutCountsBothDirections(t *testing.T) {
 				select {
 				case err := <-closed:
 					t.Fatalf("closed (%v) while traffic flowed one way", err)
-				case <-time.After(4 * idle):
+				case <-time.After(3 * idle):
 				}
 				close(stop)
 				waitGroup(t, &talking, 5*time.Second, "the talking side to stop")

@@ -41,9 +41,11 @@ func TestShutdownUnderLoad(t *testing.T) {
 		for i := range clients {
 			nc := dialRaw(t, addr)
 			finished.Go(func() {
-				err := streamtest.Echo(nc, uint64(i+1), size, chunk, half)
+				ended, err := streamtest.Echo(nc, uint64(i+1), size, chunk, half)
 				mu.Lock()
-				lastDone = time.Now()
+				if ended.After(lastDone) {
+					lastDone = ended
+				}
 				mu.Unlock()
 				if err != nil {
 					errs <- fmt.Errorf("client %d: %w", i, err)
@@ -55,9 +57,14 @@ func TestShutdownUnderLoad(t *testing.T) {
 			waitFor(t, half, 30*time.Second, "every client half way")
 		}
 		shut := make(chan error, 1)
+		var shutAt time.Time // when Shutdown returned
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		go func() { shut <- s.Shutdown(ctx) }()
+		go func() {
+			err := s.Shutdown(ctx)
+			shutAt = time.Now()
+			shut <- err
+		}()
 		waitFor(t, served, 5*time.Second, "Serve to return")
 		network, address, _ := ParseAddr(addr)
 		if nc, err := net.DialTimeout(network, address, time.Second); err == nil {
@@ -76,8 +83,8 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if time.Now().Before(lastDone) {
-			t.Error("Shutdown returned before the last client finished")
+		if shutAt.Before(lastDone) {
+			t.Errorf("Shutdown returned %v before the last client finished sending", lastDone.Sub(shutAt))
 		}
 		close(cut)
 		for err := range cut {
@@ -90,7 +97,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 // between writes is not ended; an idle client is, once idle that long.
 func TestShutdownIdleThreshold(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
-		const idle = 300 * time.Millisecond
+		const idle = 500 * time.Millisecond
 		s := &Server{ShutdownIdle: idle, Handler: func(c *Conn) { Pipe(c, c) }}
 		addr, served := serveOn(t, e, s, addr)
 		busy, quiet := dialRaw(t, addr), dialRaw(t, addr)
@@ -109,11 +116,11 @@ func TestShutdownIdleThreshold(t *testing.T) {
 			}
 			quietEnd <- err
 		}()
-		// The busy client pauses 100ms, a third of ShutdownIdle, between
-		// writes, for 1.5s: five ShutdownIdle periods.
+		// The busy client pauses 100ms, a fifth of ShutdownIdle, between
+		// writes, for 1.5s: three ShutdownIdle periods.
 		buf := make([]byte, 1)
 		for i := range 15 {
-			time.Sleep(idle / 3)
+			time.Sleep(idle / 5)
 			if _, err := busy.Write([]byte{byte('a' + i)}); err != nil {
 				t.Fatalf("busy client, write %d: %v", i, err)
 			}

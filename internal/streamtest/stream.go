@@ -14,9 +14,10 @@ import (
 // Echo sends size bytes of a seeded pseudo-random stream to nc in
 // chunk-sized writes, pausing 10-50ms before about one write in four, then
 // half-closes, and checks that the echo comes back whole and in order. It
-// signals half when half the stream has been written. It returns an error
-// rather than failing the test, so that it can run on any goroutine.
-func Echo(nc net.Conn, seed uint64, size, chunk int, half chan<- struct{}) error {
+// signals half when half the stream has been written. It returns when it
+// sent its half-close, and an error rather than failing the test, so that
+// it can run on any goroutine.
+func Echo(nc net.Conn, seed uint64, size, chunk int, half chan<- struct{}) (ended time.Time, err error) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	data := make([]byte, size)
 	for i := range data {
@@ -37,23 +38,25 @@ func Echo(nc net.Conn, seed uint64, size, chunk int, half chan<- struct{}) error
 				return
 			}
 		}
-		wrote <- nc.(interface{ CloseWrite() error }).CloseWrite()
+		err := nc.(interface{ CloseWrite() error }).CloseWrite()
+		ended = time.Now()
+		wrote <- err
 	}()
 	got, rerr := io.ReadAll(nc)
 	werr := <-wrote
 	switch {
 	case werr != nil:
-		return werr
+		return ended, werr
 	case rerr != nil:
-		return fmt.Errorf("read after %d of %d bytes: %w", len(got), size, rerr)
+		return ended, fmt.Errorf("read after %d of %d bytes: %w", len(got), size, rerr)
 	case len(got) != size:
-		return fmt.Errorf("echo ended after %d of %d bytes", len(got), size)
+		return ended, fmt.Errorf("echo ended after %d of %d bytes", len(got), size)
 	case !bytes.Equal(got, data):
 		i := 0
 		for got[i] == data[i] {
 			i++
 		}
-		return fmt.Errorf("echo differs from the stream at byte %d of %d", i, size)
+		return ended, fmt.Errorf("echo differs from the stream at byte %d of %d", i, size)
 	}
-	return nil
+	return ended, nil
 }
