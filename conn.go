@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 )
@@ -27,14 +26,14 @@ type Handler func(c *Conn)
 // added from the Handler see every event; a listener added later, from
 // another goroutine, sees the events after it was added.
 type Conn struct {
-	nc     net.Conn
-	raw    syscall.RawConn // nil if nc has no file descriptor of its own
+	drv    driver // the engine's side of the connection
 	cfg    ConnConfig
 	srv    *Server // the accepting server; nil for a dialled connection
 	log    *slog.Logger
 	local  net.Addr
 	remote net.Addr
 	start  time.Time
+	rs     readState // the event rules' own state; event goroutine only
 
 	ls   atomic.Pointer[listeners] // copied on write, so events read it without a lock
 	lsMu sync.Mutex                // serialises the writers of ls
@@ -42,9 +41,7 @@ type Conn struct {
 	// listener, those added while it was calling them included.
 	closeSent bool
 
-	events       atomic.Uint32 // evDrain | evWake, for the event goroutine
-	reading      atomic.Bool   // the event goroutine is in, or about to enter, Read
-	wake         chan struct{} // nudges an event goroutine that waits outside Read
+	events       atomic.Uint32 // evDrain | evWake | ..., for the event goroutine
 	lastAct      atomic.Int64  // time of the last traffic, as nanoseconds since start
 	timeout      atomic.Int64  // SetTimeout's duration
 	timeoutSet   atomic.Int64  // when SetTimeout was last called, as lastAct counts time
@@ -53,10 +50,10 @@ type Conn struct {
 	bytesWritten atomic.Int64
 
 	mu       sync.Mutex // guards the fields up to writers
-	wq       []byte     // output not yet taken by the writer goroutine
+	wq       []byte     // output not yet taken by a flush
 	spare    []byte     // an emptied queue buffer, kept for reuse
 	inflight int        // bytes taken by the writer and not yet written
-	writing  bool       // a writer goroutine is running
+	writing  bool       // a flush of the queue is running
 	overHigh bool       // the queue went over HighWater; OnDrain is armed
 	drainGen uint64     // counts OnDrain events posted; see Pipe
 	ending   bool       // End was called
@@ -67,17 +64,6 @@ type Conn struct {
 	paused   bool
 	closing  bool
 	closeErr error
-	writers  sync.WaitGroup
-
-	// The arguments and results of rawWrite's write(2) call, and the
-	// function the netpoller calls with the socket, made once so that a
-	// write allocates nothing. The direct write (under mu, with no writer)
-	// and the writer goroutine never write at once, so one set serves both.
-	writeFn func(fd uintptr) bool
-	wp      []byte
-	wn      int
-	werr    error
-	wwait   bool
 
 	done chan struct{} // closed after the OnClose callbacks returned
 	err  error         // the close error, set before done is closed
@@ -119,49 +105,28 @@ const (
 	evIdleCheck                    // Server.Shutdown: end the connection if it is still idle
 )
 
-func newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
+// newConn makes a Conn on an engine's driver and sets its socket options
+// from cfg.
+func newConn(drv driver, local, remote net.Addr, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
 	c := &Conn{
-		nc:     nc,
+		drv:    drv,
 		cfg:    cfg,
 		srv:    srv,
 		log:    log,
-		local:  nc.LocalAddr(),
-		remote: nc.RemoteAddr(),
+		local:  local,
+		remote: remote,
 		start:  time.Now(),
-		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		paused: cfg.PauseOnConnect,
 	}
 	c.ls.Store(new(listeners))
 	c.timeout.Store(int64(cfg.Timeout))
 	c.touch() // a new connection is not idle, even before its goroutine runs
-	if sc, ok := nc.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-			c.writeFn = c.writeSyscall
-		}
+	drv.setBuffers(cfg.SendBuffer, cfg.ReceiveBuffer)
+	if cfg.Nagle { // Go sets TCP_NODELAY on every TCP connection already
+		drv.setNoDelay(false)
 	}
-	if b, ok := nc.(interface {
-		SetWriteBuffer(int) error
-		SetReadBuffer(int) error
-	}); ok {
-		if cfg.SendBuffer > 0 {
-			b.SetWriteBuffer(cfg.SendBuffer)
-		}
-		if cfg.ReceiveBuffer > 0 {
-			b.SetReadBuffer(cfg.ReceiveBuffer)
-		}
-	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		if cfg.Nagle { // Go sets TCP_NODELAY on every TCP connection already
-			tc.SetNoDelay(false)
-		}
-		if cfg.KeepAlive > 0 {
-			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive, Interval: cfg.KeepAlive})
-		} else {
-			tc.SetKeepAlive(false)
-		}
-	}
+	drv.setKeepAlive(cfg.KeepAlive > 0, cfg.KeepAlive)
 	return c
 }
 
@@ -255,7 +220,7 @@ func (c *Conn) write(p []byte) (n int, over bool, drains uint64, err error) {
 		c.mu.Unlock()
 		return 0, false, 0, err
 	}
-	if !c.writing && len(c.wq) == 0 && c.raw != nil {
+	if !c.writing && len(c.wq) == 0 {
 		n, err = c.tryWrite(p)
 	}
 	if err == nil && n < len(p) {
@@ -399,17 +364,7 @@ func (c *Conn) Reset() error {
 }
 
 // resetWith is Reset with err as the close error.
-func (c *Conn) resetWith(err error) {
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		c.mu.Lock()
-		closing := c.closing
-		c.mu.Unlock()
-		if !closing {
-			tc.SetLinger(0)
-		}
-	}
-	c.closeWith(err)
-}
+func (c *Conn) resetWith(err error) { c.shut(err, true) }
 
 // Pause stops the data events: the connection stops reading, so the
 // kernel's receive buffer fills and TCP flow control slows the peer down.
@@ -448,25 +403,13 @@ func (c *Conn) SetTimeout(d time.Duration) {
 
 // SetNoDelay turns Nagle's algorithm off (true, the default unless
 // ConnConfig.Nagle is set) or on (false). It does nothing on a Unix socket.
-func (c *Conn) SetNoDelay(noDelay bool) error {
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		return tc.SetNoDelay(noDelay)
-	}
-	return nil
-}
+func (c *Conn) SetNoDelay(noDelay bool) error { return c.drv.setNoDelay(noDelay) }
 
 // SetKeepAlive turns TCP keep-alive on or off. A positive period sets both
 // the idle time before the first probe and the interval between probes. It
 // does nothing on a Unix socket.
 func (c *Conn) SetKeepAlive(enable bool, period time.Duration) error {
-	tc, ok := c.nc.(*net.TCPConn)
-	if !ok {
-		return nil
-	}
-	if !enable || period <= 0 {
-		return tc.SetKeepAlive(enable)
-	}
-	return tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: period, Interval: period})
+	return c.drv.setKeepAlive(enable, period)
 }
 
 // Buffered returns the number of bytes queued and not yet handed to the
@@ -518,7 +461,10 @@ func (c *Conn) writableLocked() error {
 
 // closeWith starts closing the connection with err as the close error,
 // unless it is already closing. It is safe from any goroutine.
-func (c *Conn) closeWith(err error) {
+func (c *Conn) closeWith(err error) { c.shut(err, false) }
+
+// shut is closeWith, with an RST if reset is set.
+func (c *Conn) shut(err error, reset bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -528,20 +474,14 @@ func (c *Conn) closeWith(err error) {
 	c.closeErr = err
 	c.wq, c.spare = nil, nil
 	c.mu.Unlock()
-	c.nc.Close()
+	c.drv.close(reset)
 	c.post(evWake)
 }
 
-// post hands events to the event goroutine, interrupting a blocked Read.
+// post hands events to the event goroutine and wakes it.
 func (c *Conn) post(ev uint32) {
 	c.events.Or(ev)
-	if c.reading.Load() {
-		c.nc.SetReadDeadline(aLongTimeAgo)
-	}
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.drv.wake()
 }
 
 // touch records traffic, for the idle timers.
@@ -550,6 +490,3 @@ func (c *Conn) touch() { c.lastAct.Store(int64(time.Since(c.start))) }
 func (c *Conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: c.local.Network(), Source: c.local, Addr: c.remote, Err: err}
 }
-
-// aLongTimeAgo is a deadline in the past, used to interrupt a blocked Read.
-var aLongTimeAgo = time.Unix(1, 0)

@@ -209,7 +209,7 @@ func noDelay(t *testing.T, c *Conn) bool {
 	t.Helper()
 	var v int
 	var serr error
-	if err := c.raw.Control(func(fd uintptr) {
+	if err := c.drv.control(func(fd uintptr) {
 		v, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
 	}); err != nil || serr != nil {
 		t.Fatalf("getsockopt TCP_NODELAY: %v %v", err, serr)
@@ -297,7 +297,7 @@ func TestConnSocketBuffers(t *testing.T) {
 		}{{"SO_SNDBUF", syscall.SO_SNDBUF, 32 << 10}, {"SO_RCVBUF", syscall.SO_RCVBUF, 48 << 10}} {
 			var v int
 			var serr error
-			c.raw.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, opt.opt) })
+			c.drv.control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, opt.opt) })
 			// Linux doubles the value set, for its bookkeeping.
 			if serr != nil || v != 2*opt.want {
 				t.Errorf("%s = %d, %v; want %d", opt.name, v, serr, 2*opt.want)
@@ -341,7 +341,7 @@ func sockopt(t *testing.T, c *Conn, level, opt int) int {
 	t.Helper()
 	var v int
 	var serr error
-	if err := c.raw.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), level, opt) }); err != nil || serr != nil {
+	if err := c.drv.control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), level, opt) }); err != nil || serr != nil {
 		t.Fatalf("getsockopt(%d, %d): %v %v", level, opt, err, serr)
 	}
 	return v

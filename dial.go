@@ -79,8 +79,8 @@ func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error
 	if err != nil {
 		return nil, explainDialError(network, address, err)
 	}
-	c := newConn(nc, cfg, nil, d.Logger)
-	go c.serve(h)
+	c := newGoroutineConn(nc, cfg, nil, d.Logger)
+	go c.drv.(*goroutineDriver).serve(h)
 	return c, nil
 }
 

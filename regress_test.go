@@ -22,9 +22,9 @@ func TestOnCloseAddedDuringCloseRuns(t *testing.T) {
 	cfg, _ := ConnConfig{}.resolve()
 	for i := range 2000 {
 		a, b := net.Pipe()
-		c := newConn(a, cfg, nil, failOnPanicLogger(t))
+		c := newGoroutineConn(a, cfg, nil, failOnPanicLogger(t))
 		var inError atomic.Bool
-		go c.serve(func(c *Conn) {
+		go c.drv.(*goroutineDriver).serve(func(c *Conn) {
 			c.OnError(func(error) { inError.Store(true); time.Sleep(time.Microsecond); inError.Store(false) })
 		})
 		var ran, overlapped atomic.Int32

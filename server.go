@@ -212,7 +212,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // startConn tracks a new connection and starts its event goroutine, or
 // drops it if MaxConnections has been reached.
 func (s *Server) startConn(nc net.Conn) {
-	c := newConn(nc, s.cfg, s, s.Logger) // socket options set outside the lock
+	c := newGoroutineConn(nc, s.cfg, s, s.Logger) // socket options set outside the lock
 	s.mu.Lock()
 	if s.closing { // Close ran between Accept and here
 		s.mu.Unlock()
@@ -238,7 +238,7 @@ func (s *Server) startConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.handlers.Add(1)
 	s.mu.Unlock()
-	go c.serve(s.Handler)
+	go c.drv.(*goroutineDriver).serve(s.Handler)
 }
 
 // connClosing is called by each connection before its close event.

@@ -1,84 +1,94 @@
 package tcpkit
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"math"
-	"os"
 	"runtime/debug"
 	"time"
 )
 
-// serve runs the connection's event goroutine under the goroutine engine:
-// it calls the handler, then reads and delivers events until the
-// connection closes, and finally delivers the close event. Every callback
-// of the connection runs here.
-func (c *Conn) serve(h Handler) {
-	defer c.finish()
-	defer func() {
-		if r := recover(); r != nil {
-			pe := &PanicError{Value: r, Stack: debug.Stack()}
-			c.logger().Error("tcpkit: panic in connection callback", "remote", c.remote.String(),
-				"panic", r, "stack", string(pe.Stack))
-			c.closeWith(pe)
-		}
-	}()
+// readState is the part of the event rules' state that only the event
+// goroutine touches.
+type readState struct {
+	held    []byte // data read while paused, delivered on Resume
+	eof     bool   // the peer's FIN has been read
+	endSent bool   // OnEnd has been delivered
+	fired   int64  // the activity stamp OnTimeout last fired for
+	rearm   bool   // look at the timers again
+}
+
+// open runs the handler, before any other event. Event goroutine.
+func (c *Conn) open(h Handler) {
+	c.rs.fired, c.rs.rearm = -1, true
 	c.touch()
 	if h != nil {
 		h(c)
 	}
-	c.loop()
 }
 
-// loop is the read loop. It is written as a state machine checked at the
-// top of each turn, so that events posted from other goroutines (drain,
-// resume, FIN sent, close, SetTimeout) are seen between reads.
-func (c *Conn) loop() {
-	buf := make([]byte, min(initialReadBuffer, c.cfg.ReadBufferSize))
-	grow := false // the last read filled buf
-	var (
-		held     []byte    // data read while paused, delivered on Resume
-		eof      bool      // the peer's FIN has been read
-		endSent  bool      // OnEnd has been delivered
-		deadline time.Time // the idle deadline now armed
-		fired    int64     = -1
-		rearm              = true // recompute the idle deadline
-	)
+// recoverPanic, deferred by an engine around the callbacks it runs on the
+// event goroutine, turns a panic into the connection's close error, so
+// that only this connection is lost.
+func (c *Conn) recoverPanic() {
+	if r := recover(); r != nil {
+		pe := &PanicError{Value: r, Stack: debug.Stack()}
+		c.logger().Error("tcpkit: panic in connection callback", "remote", c.remote.String(),
+			"panic", r, "stack", string(pe.Stack))
+		c.closeWith(pe)
+	}
+}
+
+// step applies the event rules, delivering what is due, until the
+// connection needs input (actRead), has nothing to do but wait for a
+// wake-up or its timer (actWait), or is closing (actClosed). The rules are
+// checked in this order at each turn, so that events posted from other
+// goroutines (drain, resume, FIN sent, close, SetTimeout) are seen between
+// deliveries:
+//
+//  1. nothing is delivered once closing, not even an event already posted;
+//  2. posted events first (drain, shutdown, idle check), then the timers;
+//  3. after EndWithError, input is dropped unseen;
+//  4. once both sides have ended, the connection closes cleanly;
+//  5. data held while paused is delivered once resumed;
+//  6. the peer's end is delivered once, after its data and not while
+//     paused; then, unless AllowHalfOpen, the connection ends its side;
+//  7. paused, or the peer ended: wait; otherwise read.
+func (c *Conn) step() action {
+	rs := &c.rs
 	for {
 		c.mu.Lock()
 		closing, paused, finSent, discard, endErr := c.closing, c.paused, c.finSent, c.discard, c.endErr
 		c.mu.Unlock()
 		if closing {
-			return // no event after Close, not even one already posted
+			return actClosed
 		}
-		if ev := c.events.Swap(0); ev != 0 || rearm {
+		if ev := c.events.Swap(0); ev != 0 || rs.rearm {
 			if ev&evDrain != 0 {
 				c.emit(c.ls.Load().drain)
 			}
 			if ev&evShutdown != 0 && !c.isClosing() {
 				c.emit(c.ls.Load().shutdown)
 			}
-			if ev&evIdleCheck != 0 && held == nil && c.srv != nil {
+			if ev&evIdleCheck != 0 && rs.held == nil && c.srv != nil {
 				c.endIfIdle(c.srv.shutdownIdle)
 			}
 			if !c.isClosing() {
-				deadline = c.checkTimers(&fired)
-				c.nc.SetReadDeadline(deadline)
+				c.drv.setTimer(c.checkTimers(&rs.fired))
 			}
-			rearm = false
+			rs.rearm = false
 			continue
 		}
 		if discard {
-			held, paused = nil, false // EndWithError: input is read to its end and dropped unseen
+			rs.held, paused = nil, false // EndWithError: input is read to its end and dropped unseen
 		}
 		switch {
-		case endSent && finSent:
+		case rs.endSent && finSent:
 			c.closeWith(endErr) // both sides have ended: a clean close (nil but after EndWithError)
-			return
-		case !paused && held != nil:
-			p := held
-			held = nil
+			return actClosed
+		case !paused && rs.held != nil:
+			p := rs.held
+			rs.held = nil
 			for i, f := range c.ls.Load().data {
 				if i > 0 && c.isClosing() { // checked above for the first
 					break
@@ -86,63 +96,40 @@ func (c *Conn) loop() {
 				f(p)
 			}
 			continue
-		case !paused && eof && !endSent:
-			endSent = true
+		case !paused && rs.eof && !rs.endSent:
+			rs.endSent = true
 			c.emit(c.ls.Load().end)
 			if !c.cfg.AllowHalfOpen {
 				c.End()
 			}
 			continue
-		case paused || eof:
-			rearm = c.wait(deadline)
-			continue
+		case paused || rs.eof:
+			return actWait
 		}
-
-		if grow { // held is nil here: the old buffer has been delivered
-			buf = make([]byte, min(2*len(buf), c.cfg.ReadBufferSize))
-			grow = false
-		}
-		c.reading.Store(true)
-		if c.events.Load() != 0 {
-			c.reading.Store(false)
-			continue
-		}
-		n, err := c.nc.Read(buf)
-		c.reading.Store(false)
-		grow = n == len(buf) && n < c.cfg.ReadBufferSize
-		if n > 0 {
-			c.bytesRead.Add(int64(n))
-			c.touch()
-			held = buf[:n]
-		}
-		switch {
-		case err == nil:
-		case err == io.EOF:
-			eof = true
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			rearm = true
-		default:
-			c.closeWith(err) // a no-op if the error comes from our own Close
-		}
+		return actRead
 	}
 }
 
-// wait blocks until something is posted or the idle deadline passes, and
-// reports the latter.
-func (c *Conn) wait(deadline time.Time) bool {
-	if deadline.IsZero() {
-		<-c.wake
-		return false
+// onRead takes the outcome of a read made for actRead: p, which must stay
+// untouched until step asks for the next read, and err, io.EOF at the
+// peer's end.
+func (c *Conn) onRead(p []byte, err error) {
+	if len(p) > 0 {
+		c.bytesRead.Add(int64(len(p)))
+		c.touch()
+		c.rs.held = p
 	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-c.wake:
-		return false
-	case <-t.C:
-		return true
+	switch {
+	case err == nil:
+	case err == io.EOF:
+		c.rs.eof = true
+	default:
+		c.closeWith(err) // a no-op if the error comes from our own Close
 	}
 }
+
+// onTimer tells step that the timer set with setTimer has passed.
+func (c *Conn) onTimer() { c.rs.rearm = true }
 
 // checkTimers fires OnTimeout or closes an idle connection when their time
 // has come, and returns the next deadline (zero for none). fired holds the
@@ -210,11 +197,11 @@ func (c *Conn) isClosing() bool {
 	return c.closing
 }
 
-// finish delivers the error and close events, once the writer goroutine has
+// finish delivers the error and close events, once the engine's writer has
 // stopped, and tells the server.
 func (c *Conn) finish() {
 	c.closeWith(nil) // however the loop ended, the socket is closed from here on
-	c.writers.Wait()
+	c.drv.quiesce()
 	c.mu.Lock()
 	c.err = c.closeErr
 	c.mu.Unlock()

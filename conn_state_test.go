@@ -1,0 +1,271 @@
+package tcpkit
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// fakeDriver is an engine without a socket, for tests of the event rules:
+// the test plays the engine, calling step and feeding it reads. Its writes
+// take at most take bytes at a time (all, if take is zero).
+type fakeDriver struct {
+	mu      sync.Mutex
+	calls   []string // closeWrite, close, close(reset), startFlush
+	written bytes.Buffer
+	take    int
+	timer   time.Time
+	wakes   int
+}
+
+func (d *fakeDriver) record(call string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls = append(d.calls, call)
+}
+
+func (d *fakeDriver) log() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.calls)
+}
+
+func (d *fakeDriver) wake() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.wakes++
+}
+
+func (d *fakeDriver) setTimer(deadline time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.timer = deadline
+}
+
+func (d *fakeDriver) write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := len(p)
+	if d.take > 0 {
+		n = min(n, d.take)
+	}
+	d.written.Write(p[:n])
+	return n, nil
+}
+
+func (d *fakeDriver) startFlush()       { d.record("startFlush") }
+func (d *fakeDriver) closeWrite() error { d.record("closeWrite"); return nil }
+func (d *fakeDriver) close(reset bool) error {
+	if reset {
+		d.record("close(reset)")
+	} else {
+		d.record("close")
+	}
+	return nil
+}
+func (d *fakeDriver) quiesce()                               {}
+func (d *fakeDriver) control(func(fd uintptr)) error         { return errors.New("no socket") }
+func (d *fakeDriver) setNoDelay(bool) error                  { return nil }
+func (d *fakeDriver) setKeepAlive(bool, time.Duration) error { return nil }
+func (d *fakeDriver) setBuffers(int, int) error              { return nil }
+
+// newFakeConn opens a Conn on a fake driver and runs h as its handler.
+func newFakeConn(t *testing.T, cfg ConnConfig, h Handler) (*Conn, *fakeDriver) {
+	t.Helper()
+	cfg, err := cfg.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &fakeDriver{}
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	c := newConn(d, addr, addr, cfg, nil, failOnPanicLogger(t))
+	c.open(h)
+	return c, d
+}
+
+// events registers a listener for every event and returns what they saw.
+func recordEvents(c *Conn) *[]string {
+	var evs []string
+	c.OnData(func(p []byte) { evs = append(evs, "data "+string(p)) })
+	c.OnEnd(func() { evs = append(evs, "end") })
+	c.OnDrain(func() { evs = append(evs, "drain") })
+	c.OnTimeout(func() { evs = append(evs, "timeout") })
+	c.OnError(func(err error) { evs = append(evs, "error "+err.Error()) })
+	c.OnClose(func(err error) { evs = append(evs, "close") })
+	return &evs
+}
+
+func wantAction(t *testing.T, c *Conn, want action) {
+	t.Helper()
+	if got := c.step(); got != want {
+		t.Fatalf("step() = %d, want %d", got, want)
+	}
+}
+
+// The event rules over a fake engine: data, the peer's end, our end once
+// the queue is empty, then a clean close, in that order.
+func TestStateExchangeAndEnd(t *testing.T) {
+	var evs *[]string
+	c, d := newFakeConn(t, ConnConfig{}, func(c *Conn) {
+		evs = recordEvents(c)
+		c.WriteString("hi")
+	})
+	wantAction(t, c, actRead)
+	c.onRead([]byte("abc"), nil)
+	wantAction(t, c, actRead)
+	c.onRead(nil, io.EOF)
+	wantAction(t, c, actClosed)
+	c.finish()
+	if want := []string{"data abc", "end", "close"}; !slices.Equal(*evs, want) {
+		t.Errorf("events %v, want %v", *evs, want)
+	}
+	if want := []string{"closeWrite", "close"}; !slices.Equal(d.log(), want) {
+		t.Errorf("driver calls %v, want %v", d.log(), want)
+	}
+	if d.written.String() != "hi" || c.BytesRead() != 3 || c.BytesWritten() != 2 || c.Err() != nil {
+		t.Errorf("wrote %q, read %d, written %d, close error %v", d.written.String(), c.BytesRead(), c.BytesWritten(), c.Err())
+	}
+}
+
+// Paused, data read is held and the end waits; Resume delivers both, in
+// order. With AllowHalfOpen the connection stays open after the end.
+func TestStatePauseHoldsDataAndEnd(t *testing.T) {
+	var evs *[]string
+	c, d := newFakeConn(t, ConnConfig{AllowHalfOpen: true}, func(c *Conn) { evs = recordEvents(c) })
+	wantAction(t, c, actRead)
+	c.onRead([]byte("x"), nil)
+	c.Pause()
+	wantAction(t, c, actWait)
+	if len(*evs) != 0 {
+		t.Fatalf("events while paused: %v", *evs)
+	}
+	c.Resume()
+	wantAction(t, c, actRead)
+	c.onRead(nil, io.EOF)
+	c.Pause()
+	wantAction(t, c, actWait)
+	c.Resume()
+	wantAction(t, c, actWait) // half-open: nothing to read, nothing to do
+	if want := []string{"data x", "end"}; !slices.Equal(*evs, want) {
+		t.Errorf("events %v, want %v", *evs, want)
+	}
+	if slices.Contains(d.log(), "closeWrite") {
+		t.Error("AllowHalfOpen, yet the connection ended its side")
+	}
+	c.End()
+	wantAction(t, c, actClosed)
+	c.finish()
+	if want := []string{"data x", "end", "close"}; !slices.Equal(*evs, want) {
+		t.Errorf("events %v, want %v", *evs, want)
+	}
+}
+
+// A Write the driver cannot take whole is queued and flushed; the FIN of an
+// End waits for the flush.
+func TestStateQueueAndFlush(t *testing.T) {
+	c, d := newFakeConn(t, ConnConfig{}, nil)
+	d.take = 2
+	if n, err := c.WriteString("hello"); n != 5 || err != nil {
+		t.Fatalf("Write: %d, %v", n, err)
+	}
+	if c.Buffered() != 3 || !slices.Equal(d.log(), []string{"startFlush"}) {
+		t.Fatalf("Buffered %d, driver calls %v; want 3 queued and a flush started", c.Buffered(), d.log())
+	}
+	c.End()
+	if slices.Contains(d.log(), "closeWrite") {
+		t.Fatal("FIN sent before the queue was flushed")
+	}
+	c.writeLoop(d.write)
+	if d.written.String() != "hello" || c.Buffered() != 0 {
+		t.Errorf("wrote %q, %d still queued", d.written.String(), c.Buffered())
+	}
+	if want := []string{"startFlush", "closeWrite"}; !slices.Equal(d.log(), want) {
+		t.Errorf("driver calls %v, want %v", d.log(), want)
+	}
+	c.Close()
+	wantAction(t, c, actClosed)
+	c.finish()
+}
+
+// OnTimeout fires once per idle period, and IdleTimeout closes, on the
+// timer the rules ask the engine for; on a fake clock.
+func TestStateTimers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var evs *[]string
+		c, d := newFakeConn(t, ConnConfig{Timeout: time.Second, IdleTimeout: 3 * time.Second},
+			func(c *Conn) { evs = recordEvents(c) })
+		start := time.Now()
+		wantAction(t, c, actRead)
+		if d.timer.Sub(start) != time.Second {
+			t.Fatalf("timer at +%v, want +1s", d.timer.Sub(start))
+		}
+		time.Sleep(time.Second)
+		c.onTimer()
+		wantAction(t, c, actRead)
+		if want := []string{"timeout"}; !slices.Equal(*evs, want) {
+			t.Fatalf("events %v, want %v", *evs, want)
+		}
+		time.Sleep(time.Second) // traffic now starts a new idle period
+		c.onRead([]byte("x"), nil)
+		c.onTimer()
+		wantAction(t, c, actRead)
+		if d.timer.Sub(start) != 3*time.Second {
+			t.Fatalf("after traffic at +2s, timer at +%v, want +3s", d.timer.Sub(start))
+		}
+		time.Sleep(3 * time.Second) // idle for IdleTimeout
+		c.onTimer()
+		wantAction(t, c, actClosed)
+		c.finish()
+		if !errors.Is(c.Err(), ErrIdleTimeout) {
+			t.Errorf("close error %v, want ErrIdleTimeout", c.Err())
+		}
+		if want := []string{"timeout", "data x", "timeout", "error " + ErrIdleTimeout.Error(), "close"}; !slices.Equal(*evs, want) {
+			t.Errorf("events %v, want %v", *evs, want)
+		}
+	})
+}
+
+// After EndWithError, input is dropped unseen, and the peer's end closes
+// the connection with the error.
+func TestStateEndWithErrorDiscards(t *testing.T) {
+	var evs *[]string
+	protoErr := errors.New("bad frame")
+	c, d := newFakeConn(t, ConnConfig{}, func(c *Conn) { evs = recordEvents(c) })
+	wantAction(t, c, actRead)
+	c.EndWithError(protoErr, time.Minute)
+	wantAction(t, c, actRead)
+	c.onRead([]byte("more"), nil)
+	wantAction(t, c, actRead)
+	c.onRead(nil, io.EOF)
+	wantAction(t, c, actClosed)
+	c.finish()
+	if want := []string{"end", "error bad frame", "close"}; !slices.Equal(*evs, want) {
+		t.Errorf("events %v, want %v", *evs, want)
+	}
+	if c.Err() != protoErr || !slices.Contains(d.log(), "closeWrite") {
+		t.Errorf("close error %v, driver calls %v", c.Err(), d.log())
+	}
+}
+
+// Reset asks the engine for an RST; nothing is delivered after Close.
+func TestStateResetAndNothingAfterClose(t *testing.T) {
+	var evs *[]string
+	c, d := newFakeConn(t, ConnConfig{}, func(c *Conn) { evs = recordEvents(c) })
+	wantAction(t, c, actRead)
+	c.onRead([]byte("late"), nil)
+	c.Reset()
+	wantAction(t, c, actClosed)
+	c.finish()
+	if want := []string{"close"}; !slices.Equal(*evs, want) {
+		t.Errorf("events %v, want %v", *evs, want)
+	}
+	if want := []string{"close(reset)"}; !slices.Equal(d.log(), want) {
+		t.Errorf("driver calls %v, want %v", d.log(), want)
+	}
+}

@@ -1,0 +1,66 @@
+package tcpkit
+
+import "time"
+
+// A driver is what an engine supplies to a connection: bytes, readiness,
+// wake-ups, timers and the socket's lifetime. The event rules (the event
+// order, the write queue and its marks, half-close, timers, EndWithError,
+// shutdown) are written once, as methods of Conn, against this contract:
+// the engine calls c.open, then c.step, feeding it what c.step asks for
+// (a read, or a wait), and c.finish once c.step reports the connection
+// closed; all of these on the connection's event goroutine.
+//
+// The goroutine engine (engine_goroutine.go) runs each connection on a
+// goroutine of its own, with blocking reads in Go's netpoller.
+type driver interface {
+	// wake makes the event goroutine run c.step soon. It may be called
+	// from any goroutine, with c.mu held.
+	wake()
+
+	// setTimer arranges for the event goroutine to run c.step, with
+	// c.onTimer, at deadline; the zero time means no timer. Event
+	// goroutine only.
+	setTimer(deadline time.Time)
+
+	// write makes one non-blocking write of p and reports how much the
+	// kernel took: (0, nil) when the socket buffer is full. Called with
+	// c.mu held, the queue empty and no flush running.
+	write(p []byte) (int, error)
+
+	// startFlush starts flushing the write queue, which has bytes in it:
+	// the engine writes it out as the socket takes it, through c.flushQueue
+	// or the like. Called with c.mu held and c.writing just set.
+	startFlush()
+
+	// closeWrite sends FIN (shutdown(SHUT_WR)).
+	closeWrite() error
+
+	// close closes the socket, from any goroutine; with reset, the peer
+	// gets an RST (SO_LINGER 0) rather than a FIN where the socket has one.
+	close(reset bool) error
+
+	// quiesce waits, on the event goroutine once the connection is
+	// closing, for the engine's other work on it (a writer) to stop.
+	quiesce()
+
+	// control calls f with the socket's file descriptor; it reports an
+	// error if there is none.
+	control(f func(fd uintptr)) error
+
+	// setNoDelay, setKeepAlive and setBuffers set socket options; on a
+	// socket without the option (keep-alive on a Unix socket) they do
+	// nothing. A period of zero or less with enable leaves the period as
+	// it is.
+	setNoDelay(noDelay bool) error
+	setKeepAlive(enable bool, period time.Duration) error
+	setBuffers(send, receive int) error
+}
+
+// An action is what c.step asks of its engine.
+type action uint8
+
+const (
+	actRead   action = iota // read from the socket, then call c.onRead
+	actWait                 // nothing to read (paused, or the peer ended): wait for a wake-up or the timer
+	actClosed               // the connection is closing: call c.finish
+)

@@ -1,0 +1,255 @@
+package tcpkit
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// goroutineDriver is the goroutine engine: each connection has an event
+// goroutine of its own that blocks in Read, in Go's netpoller, and a writer
+// goroutine while its write queue has bytes. It forgives callbacks that
+// block: only their own connection waits.
+type goroutineDriver struct {
+	c   *Conn
+	nc  net.Conn
+	raw syscall.RawConn // nil if nc has no file descriptor of its own
+
+	reading  atomic.Bool   // the event goroutine is in, or about to enter, Read
+	wakeCh   chan struct{} // nudges an event goroutine that waits outside Read
+	deadline time.Time     // the timer, as a read deadline; event goroutine only
+	writers  sync.WaitGroup
+
+	// The arguments and results of rawWrite's write(2) call, and the
+	// function the netpoller calls with the socket, made once so that a
+	// write allocates nothing. The direct write (under c.mu, with no
+	// writer) and the writer goroutine never write at once, so one set
+	// serves both.
+	writeFn func(fd uintptr) bool
+	wp      []byte
+	wn      int
+	werr    error
+	wwait   bool
+}
+
+// newGoroutineConn makes a Conn on nc for the goroutine engine and sets
+// its socket options; go c.drv.(*goroutineDriver).serve(h) starts it.
+func newGoroutineConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
+	d := &goroutineDriver{nc: nc, wakeCh: make(chan struct{}, 1)}
+	if sc, ok := nc.(syscall.Conn); ok && haveRawWrite {
+		if raw, err := sc.SyscallConn(); err == nil {
+			d.raw = raw
+			d.writeFn = d.writeSyscall
+		}
+	}
+	c := newConn(d, nc.LocalAddr(), nc.RemoteAddr(), cfg, srv, log)
+	d.c = c
+	return c
+}
+
+// serve runs the connection's event goroutine: the handler, then the
+// event rules fed with reads, until the connection closes; then the close
+// event. Every callback of the connection runs here.
+func (d *goroutineDriver) serve(h Handler) {
+	c := d.c
+	defer c.finish()
+	defer c.recoverPanic()
+	c.open(h)
+	buf := make([]byte, min(initialReadBuffer, c.cfg.ReadBufferSize))
+	grow := false // the last read filled buf
+	for {
+		switch c.step() {
+		case actClosed:
+			return
+		case actWait:
+			if d.wait() {
+				c.onTimer()
+			}
+			continue
+		}
+		// actRead: the previous buffer has been delivered, so it may be
+		// reused or replaced.
+		if grow {
+			buf = make([]byte, min(2*len(buf), c.cfg.ReadBufferSize))
+			grow = false
+		}
+		d.reading.Store(true)
+		if c.events.Load() != 0 {
+			d.reading.Store(false)
+			continue
+		}
+		n, err := d.nc.Read(buf)
+		d.reading.Store(false)
+		grow = n == len(buf) && n < c.cfg.ReadBufferSize
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The timer, or a wake-up that set the deadline in the past:
+			// either way the timers are looked at and the deadline reset.
+			c.onRead(buf[:n], nil)
+			c.onTimer()
+			continue
+		}
+		c.onRead(buf[:n], err)
+	}
+}
+
+// wait blocks until something is posted or the timer's deadline passes,
+// and reports the latter.
+func (d *goroutineDriver) wait() bool {
+	if d.deadline.IsZero() {
+		<-d.wakeCh
+		return false
+	}
+	t := time.NewTimer(time.Until(d.deadline))
+	defer t.Stop()
+	select {
+	case <-d.wakeCh:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (d *goroutineDriver) wake() {
+	if d.reading.Load() {
+		d.nc.SetReadDeadline(aLongTimeAgo)
+	}
+	select {
+	case d.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (d *goroutineDriver) setTimer(deadline time.Time) {
+	d.deadline = deadline
+	d.nc.SetReadDeadline(deadline)
+}
+
+func (d *goroutineDriver) write(p []byte) (int, error) {
+	if d.raw == nil {
+		return 0, nil // the writer goroutine writes, with nc.Write
+	}
+	return d.rawWrite(p, false)
+}
+
+func (d *goroutineDriver) startFlush() {
+	d.writers.Add(1)
+	go func() {
+		defer d.writers.Done()
+		d.c.writeLoop(d.blockingWrite)
+	}()
+}
+
+// blockingWrite writes some of p, waiting in the netpoller while the
+// socket buffer is full.
+func (d *goroutineDriver) blockingWrite(p []byte) (int, error) {
+	if d.raw == nil {
+		return d.nc.Write(p)
+	}
+	// With a small SO_SNDBUF, Linux serves one large write(2) slowly, a
+	// little at a time as acknowledgements come in: hand it at most a send
+	// buffer's worth per call instead.
+	if limit := d.c.cfg.SendBuffer; limit > 0 && len(p) > limit {
+		p = p[:limit]
+	}
+	return d.rawWrite(p, true)
+}
+
+// rawWrite calls write(2) on the socket, again after EINTR. If wait is set,
+// it also waits in the netpoller while the socket buffer is full; if not, a
+// full buffer returns 0, nil.
+func (d *goroutineDriver) rawWrite(p []byte, wait bool) (int, error) {
+	d.wp, d.wwait = p, wait
+	err := d.raw.Write(d.writeFn)
+	n, errno := d.wn, d.werr
+	d.wp, d.wn, d.werr = nil, 0, nil
+	switch {
+	case err != nil:
+		return 0, d.c.opError("write", err)
+	case errno == syscall.EAGAIN:
+		return 0, nil
+	case errno != nil:
+		return 0, d.c.opError("write", os.NewSyscallError("write", errno))
+	}
+	return n, nil
+}
+
+// writeSyscall is d.writeFn: the function the netpoller calls with the
+// socket for rawWrite. It returns false to wait for the socket to become
+// writable.
+func (d *goroutineDriver) writeSyscall(fd uintptr) bool {
+	for {
+		n, err := rawWrite(fd, d.wp)
+		if err != syscall.EINTR {
+			d.wn, d.werr = max(n, 0), err
+			return !d.wwait || err != syscall.EAGAIN
+		}
+	}
+}
+
+func (d *goroutineDriver) closeWrite() error {
+	cw, ok := d.nc.(interface{ CloseWrite() error })
+	if !ok {
+		return nil
+	}
+	return cw.CloseWrite()
+}
+
+func (d *goroutineDriver) close(reset bool) error {
+	if tc, ok := d.nc.(*net.TCPConn); ok && reset {
+		tc.SetLinger(0)
+	}
+	return d.nc.Close()
+}
+
+func (d *goroutineDriver) quiesce() { d.writers.Wait() }
+
+func (d *goroutineDriver) control(f func(fd uintptr)) error {
+	if d.raw == nil {
+		return errors.New("tcpkit: the connection has no file descriptor")
+	}
+	return d.raw.Control(f)
+}
+
+func (d *goroutineDriver) setNoDelay(noDelay bool) error {
+	if tc, ok := d.nc.(*net.TCPConn); ok {
+		return tc.SetNoDelay(noDelay)
+	}
+	return nil
+}
+
+func (d *goroutineDriver) setKeepAlive(enable bool, period time.Duration) error {
+	tc, ok := d.nc.(*net.TCPConn)
+	switch {
+	case !ok:
+		return nil
+	case !enable || period <= 0:
+		return tc.SetKeepAlive(enable)
+	}
+	return tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: period, Interval: period})
+}
+
+func (d *goroutineDriver) setBuffers(send, receive int) error {
+	b, ok := d.nc.(interface {
+		SetWriteBuffer(int) error
+		SetReadBuffer(int) error
+	})
+	if !ok {
+		return nil
+	}
+	var err error
+	if send > 0 {
+		err = b.SetWriteBuffer(send)
+	}
+	if receive > 0 {
+		err = errors.Join(err, b.SetReadBuffer(receive))
+	}
+	return err
+}
+
+// aLongTimeAgo is a deadline in the past, used to interrupt a blocked Read.
+var aLongTimeAgo = time.Unix(1, 0)
