@@ -269,3 +269,35 @@ func TestStateResetAndNothingAfterClose(t *testing.T) {
 		t.Errorf("driver calls %v, want %v", d.log(), want)
 	}
 }
+
+// A listener that closes the connection stops the listeners after it, for
+// data and for the other events alike.
+func TestStateCloseInListenerStopsTheRest(t *testing.T) {
+	for _, ev := range []string{"data", "end"} {
+		t.Run(ev, func(t *testing.T) {
+			var calls []string
+			c, _ := newFakeConn(t, ConnConfig{}, func(c *Conn) {
+				first := func() { calls = append(calls, "first"); c.Close() }
+				second := func() { calls = append(calls, "second") }
+				if ev == "data" {
+					c.OnData(func([]byte) { first() })
+					c.OnData(func([]byte) { second() })
+				} else {
+					c.OnEnd(first)
+					c.OnEnd(second)
+				}
+			})
+			wantAction(t, c, actRead)
+			if ev == "data" {
+				c.onRead([]byte("x"), nil)
+			} else {
+				c.onRead(nil, io.EOF)
+			}
+			wantAction(t, c, actClosed)
+			c.finish()
+			if want := []string{"first"}; !slices.Equal(calls, want) {
+				t.Errorf("listeners called %v, want %v", calls, want)
+			}
+		})
+	}
+}

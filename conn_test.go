@@ -387,6 +387,13 @@ func TestConnKeepAlive(t *testing.T) {
 						t.Errorf("%s: keep-alive idle %ds, interval %ds; want %ds both", side, idle, intvl, tt.period)
 					}
 				}
+				if tt.on {
+					// Turning it on with no period keeps the period.
+					accepted.SetKeepAlive(true, 0)
+					if idle := sockopt(t, accepted, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE); idle != tt.period {
+						t.Errorf("after SetKeepAlive(true, 0): idle %ds, want %ds as before", idle, tt.period)
+					}
+				}
 				accepted.SetKeepAlive(true, 7*time.Second)
 				if idle := sockopt(t, accepted, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE); idle != 7 {
 					t.Errorf("after SetKeepAlive(true, 7s): idle %ds", idle)
