@@ -395,9 +395,10 @@ func TestListenUnixServerRemovesSocket(t *testing.T) {
 				listening := make(chan net.Addr, 1)
 				opened := make(chan struct{}, 1)
 				s := &Server{
-					Addr:        path,
-					SocketMode:  0o640,
-					Logger:      failOnPanicLogger(t),
+					Addr:         path,
+					SocketMode:   0o640,
+					ShutdownIdle: 50 * time.Millisecond,
+					Logger:       failOnPanicLogger(t),
 					Handler:     func(c *Conn) { opened <- struct{}{} },
 					OnListening: func(a net.Addr) { listening <- a },
 				}

@@ -104,7 +104,7 @@ func mustListen(t *testing.T, addr string) net.Listener {
 
 func TestServerShutdownEndsIdleConnections(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
-		s := &Server{Handler: func(c *Conn) {
+		s := &Server{ShutdownIdle: 100 * time.Millisecond, Handler: func(c *Conn) {
 			c.WriteString("hello\r\n")
 			Pipe(c, c)
 		}}
@@ -460,7 +460,7 @@ func TestConnIdleTimeoutWithStuckPeer(t *testing.T) {
 							return
 						case <-time.After(10 * time.Millisecond):
 						}
-						if _, err := c.Write(make([]byte, 16<<10)); err != nil {
+						if _, err := c.Write(make([]byte, 128<<10)); err != nil {
 							return
 						}
 					}
