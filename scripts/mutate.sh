@@ -20,7 +20,7 @@ if [ ! -x "$gremlins" ]; then
 	go install github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
 fi
 
-files=${FILES:-conn.go conn_loop.go conn_write.go pipe.go server.go}
+files=${FILES:-conn.go conn_state.go conn_write.go engine_goroutine.go pipe.go server.go}
 # gremlins takes files to leave out: every Go file of the root package that
 # was not chosen, and every other package.
 exclude=(-E '^(bench|cmd|codec|examples|internal|scripts)/')
