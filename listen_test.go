@@ -399,8 +399,8 @@ func TestListenUnixServerRemovesSocket(t *testing.T) {
 					SocketMode:   0o640,
 					ShutdownIdle: 50 * time.Millisecond,
 					Logger:       failOnPanicLogger(t),
-					Handler:     func(c *Conn) { opened <- struct{}{} },
-					OnListening: func(a net.Addr) { listening <- a },
+					Handler:      func(c *Conn) { opened <- struct{}{} },
+					OnListening:  func(a net.Addr) { listening <- a },
 				}
 				e.apply(s)
 				var serveErr error

@@ -14,9 +14,10 @@ import (
 // Echo sends size bytes of a seeded pseudo-random stream to nc in
 // chunk-sized writes, pausing 10-50ms before about one write in four, then
 // half-closes, and checks that the echo comes back whole and in order. It
-// signals half when half the stream has been written. It returns when it
-// sent its half-close, and an error rather than failing the test, so that
-// it can run on any goroutine.
+// signals half when half the stream has been written. It returns a moment
+// just before it half-closed, so that a server that closed before it can
+// be told from one that waited, and an error rather than failing the test,
+// so that it can run on any goroutine.
 func Echo(nc net.Conn, seed uint64, size, chunk int, half chan<- struct{}) (ended time.Time, err error) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	data := make([]byte, size)
@@ -38,9 +39,8 @@ func Echo(nc net.Conn, seed uint64, size, chunk int, half chan<- struct{}) (ende
 				return
 			}
 		}
-		err := nc.(interface{ CloseWrite() error }).CloseWrite()
-		ended = time.Now()
-		wrote <- err
+		ended = time.Now() // the FIN goes out after this moment, never before
+		wrote <- nc.(interface{ CloseWrite() error }).CloseWrite()
 	}()
 	got, rerr := io.ReadAll(nc)
 	werr := <-wrote
