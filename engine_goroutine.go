@@ -2,6 +2,7 @@ package tcpkit
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -20,10 +21,21 @@ type goroutineDriver struct {
 	nc  net.Conn
 	raw syscall.RawConn // nil if nc has no file descriptor of its own
 
-	reading  atomic.Bool   // the event goroutine is in, or about to enter, Read
+	reading  atomic.Bool   // the event goroutine is in, or about to enter, a read
 	wakeCh   chan struct{} // nudges an event goroutine that waits outside Read
 	deadline time.Time     // the timer, as a read deadline; event goroutine only
 	writers  sync.WaitGroup
+
+	// The read buffer, taken from a pool only once the socket has data,
+	// and given back once that data has been delivered: a connection
+	// waiting for input holds none. readFn, rsize, rn and rerr are
+	// raw.Read's function and its arguments and results, made once so that
+	// a read allocates nothing.
+	buf    *[]byte
+	readFn func(fd uintptr) bool
+	rsize  int
+	rn     int
+	rerr   error
 
 	// The arguments and results of rawWrite's write(2) call, and the
 	// function the netpoller calls with the socket, made once so that a
@@ -41,10 +53,11 @@ type goroutineDriver struct {
 // its socket options; go c.drv.(*goroutineDriver).serve(h) starts it.
 func newGoroutineConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
 	d := &goroutineDriver{nc: nc, wakeCh: make(chan struct{}, 1)}
-	if sc, ok := nc.(syscall.Conn); ok && haveRawWrite {
+	if sc, ok := nc.(syscall.Conn); ok && haveRawIO {
 		if raw, err := sc.SyscallConn(); err == nil {
 			d.raw = raw
 			d.writeFn = d.writeSyscall
+			d.readFn = d.readSyscall
 		}
 	}
 	c := newConn(d, nc.LocalAddr(), nc.RemoteAddr(), cfg, srv, log)
@@ -60,8 +73,8 @@ func (d *goroutineDriver) serve(h Handler) {
 	defer c.finish()
 	defer c.recoverPanic()
 	c.open(h)
-	buf := make([]byte, min(initialReadBuffer, c.cfg.ReadBufferSize))
-	grow := false // the last read filled buf
+	defer d.releaseBuf()
+	size := min(initialReadBuffer, c.cfg.ReadBufferSize) // doubles while reads fill it
 	for {
 		switch c.step() {
 		case actClosed:
@@ -72,28 +85,93 @@ func (d *goroutineDriver) serve(h Handler) {
 			}
 			continue
 		}
-		// actRead: the previous buffer has been delivered, so it may be
-		// reused or replaced.
-		if grow {
-			buf = make([]byte, min(2*len(buf), c.cfg.ReadBufferSize))
-			grow = false
-		}
+		// actRead: what was read before has been delivered, so d.buf may
+		// be read into again; it goes back to its pool when the socket
+		// has nothing more.
 		d.reading.Store(true)
 		if c.events.Load() != 0 {
 			d.reading.Store(false)
 			continue
 		}
-		n, err := d.nc.Read(buf)
+		n, err := d.read(size)
 		d.reading.Store(false)
-		grow = n == len(buf) && n < c.cfg.ReadBufferSize
+		if n == size && size < c.cfg.ReadBufferSize {
+			size = min(2*size, c.cfg.ReadBufferSize)
+		}
+		var p []byte
+		if n > 0 {
+			p = (*d.buf)[:n]
+		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// The timer, or a wake-up that set the deadline in the past:
 			// either way the timers are looked at and the deadline reset.
-			c.onRead(buf[:n], nil)
+			c.onRead(p, nil)
 			c.onTimer()
 			continue
 		}
-		c.onRead(buf[:n], err)
+		c.onRead(p, err)
+	}
+}
+
+// read reads up to size bytes into d.buf, which it takes from a pool once
+// the socket has data, and returns io.EOF at the peer's end.
+func (d *goroutineDriver) read(size int) (int, error) {
+	if d.raw == nil {
+		d.takeBuf(size)
+		return d.nc.Read(*d.buf)
+	}
+	d.rsize, d.rn, d.rerr = size, 0, nil
+	err := d.raw.Read(d.readFn)
+	n, errno := d.rn, d.rerr
+	d.rerr = nil
+	switch {
+	case err != nil: // a deadline, or the socket closed under the read
+		return 0, d.c.opError("read", err)
+	case errno != nil:
+		return 0, d.c.opError("read", os.NewSyscallError("read", errno))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// readSyscall is d.readFn: the function the netpoller calls with the
+// socket for read. It returns false to wait for the socket to become
+// readable, having given the buffer back.
+func (d *goroutineDriver) readSyscall(fd uintptr) bool {
+	d.takeBuf(d.rsize)
+	for {
+		n, err := rawRead(fd, *d.buf)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			d.releaseBuf()
+			return false
+		}
+		d.rn, d.rerr = max(n, 0), err
+		if d.rn == 0 {
+			d.releaseBuf()
+		}
+		return true
+	}
+}
+
+// takeBuf makes d.buf a buffer of size bytes: the one it holds, if that
+// is the size, or one from a pool.
+func (d *goroutineDriver) takeBuf(size int) {
+	if d.buf != nil && len(*d.buf) == size {
+		return
+	}
+	d.releaseBuf()
+	d.buf = getReadBuf(size)
+}
+
+// releaseBuf gives the read buffer back to its pool.
+func (d *goroutineDriver) releaseBuf() {
+	if d.buf != nil {
+		putReadBuf(d.buf)
+		d.buf = nil
 	}
 }
 

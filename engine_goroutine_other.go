@@ -2,8 +2,10 @@
 
 package tcpkit
 
-// haveRawWrite is false where sockets are not file descriptors that
-// write(2) takes: the goroutine engine writes through package net.
-const haveRawWrite = false
+// haveRawIO is false where sockets are not file descriptors that read(2)
+// and write(2) take: the goroutine engine reads and writes through package
+// net.
+const haveRawIO = false
 
-func rawWrite(fd uintptr, p []byte) (int, error) { panic("tcpkit: rawWrite without haveRawWrite") }
+func rawRead(fd uintptr, p []byte) (int, error)  { panic("tcpkit: rawRead without haveRawIO") }
+func rawWrite(fd uintptr, p []byte) (int, error) { panic("tcpkit: rawWrite without haveRawIO") }
