@@ -451,7 +451,10 @@ func TestConnIdleTimeoutWithStuckPeer(t *testing.T) {
 		var writer sync.WaitGroup
 		defer writer.Wait()
 		defer close(stop)
-		addr, recs := recordingServer(t, e, "127.0.0.1:0", ConnConfig{IdleTimeout: 100 * time.Millisecond, MaxBuffered: 64 << 20},
+		// Small socket buffers fill at once, and the queue stays small, so
+		// that the handler's writes come evenly, every 10ms.
+		cfg := ConnConfig{IdleTimeout: 100 * time.Millisecond, MaxBuffered: 32 << 20, SendBuffer: 4 << 10}
+		addr, recs := recordingServer(t, e, "127.0.0.1:0", cfg,
 			func(c *Conn) {
 				writer.Go(func() {
 					for range 1000 { // 10s at most; the connection should close long before
@@ -460,13 +463,14 @@ func TestConnIdleTimeoutWithStuckPeer(t *testing.T) {
 							return
 						case <-time.After(10 * time.Millisecond):
 						}
-						if _, err := c.Write(make([]byte, 128<<10)); err != nil {
+						if _, err := c.Write(make([]byte, 16<<10)); err != nil {
 							return
 						}
 					}
 				})
 			})
-		dialRaw(t, addr) // never reads
+		nc := dialRaw(t, addr) // never reads
+		nc.(*net.TCPConn).SetReadBuffer(4 << 10)
 		r := waitFor(t, recs, 5*time.Second, "connection")
 		// Idle once the kernel's buffers are full: well within 3s, while
 		// the handler is still writing.
