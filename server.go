@@ -130,7 +130,9 @@ func (s *Server) init() {
 // localhost, is served on each of them (see ListenConfig.ListenAll), so
 // that clients which try ::1 first connect at once. ListenAndServe always
 // returns a non-nil error: ErrServerClosed after Close or Shutdown,
-// otherwise the error that stopped it.
+// otherwise the error that stopped it. If accepting on one of several
+// listeners fails, the server is closed (open connections are left alone,
+// as by Close) and the error is returned, joined with any other.
 func (s *Server) ListenAndServe() error {
 	s.init()
 	if s.cfgErr != nil {
@@ -148,10 +150,35 @@ func (s *Server) ListenAndServe() error {
 	if err != nil {
 		return err
 	}
-	for _, ln := range lns[1:] {
-		go s.Serve(ln) // returns, as the first does, on Close
+	return s.serveAll(lns)
+}
+
+// serveAll serves each of lns on a Serve loop of its own and returns once
+// all have returned. If one fails (an error other than ErrServerClosed),
+// the server is closed, so that the others stop too and the caller hears
+// of it at once, and the result joins every such error; otherwise it is
+// ErrServerClosed.
+func (s *Server) serveAll(lns []net.Listener) error {
+	errs := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() {
+			err := s.Serve(ln)
+			if err != ErrServerClosed {
+				s.Close()
+			}
+			errs <- err
+		}()
 	}
-	return s.Serve(lns[0])
+	var failed []error
+	for range lns {
+		if err := <-errs; err != ErrServerClosed {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 0 {
+		return errors.Join(failed...)
+	}
+	return ErrServerClosed
 }
 
 // Serve accepts connections on ln and runs the Handler for each, until

@@ -511,3 +511,21 @@ func TestShutdownKeepsConnectionWithQueuedBytes(t *testing.T) {
 		waitFor(t, served, 5*time.Second, "Serve to return")
 	})
 }
+
+// A failing listener among several closes the server, and its error is
+// returned, not dropped.
+func TestServerServeAllReturnsEveryError(t *testing.T) {
+	s := &Server{Logger: failOnPanicLogger(t)}
+	good := mustListen(t, "127.0.0.1:0")
+	bad := brokenListener{mustListen(t, "127.0.0.1:0")}
+	errc := make(chan error, 1)
+	go func() { errc <- s.serveAll([]net.Listener{good, bad}) }()
+	err := waitFor(t, errc, 5*time.Second, "serveAll to return")
+	if !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("serveAll returned %v, want the broken listener's EINVAL", err)
+	}
+	if _, derr := net.DialTimeout("tcp", good.Addr().String(), time.Second); derr == nil {
+		t.Error("the other listener still accepts after one failed")
+	}
+	waitFor(t, s.Done(), 5*time.Second, "server close event")
+}
