@@ -1,0 +1,137 @@
+package epoll
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Readiness bits, as epoll reports them.
+const (
+	Readable = unix.EPOLLIN
+	Writable = unix.EPOLLOUT
+	PeerEnd  = unix.EPOLLRDHUP // the peer half-closed: a read will see EOF once drained
+	Hangup   = unix.EPOLLHUP   // both directions are shut
+	Error    = unix.EPOLLERR   // an error is pending; a read or write reports it
+)
+
+// wakeToken is the token of the Poller's own eventfd.
+const wakeToken = ^uint64(0)
+
+// A Poller waits for readiness on the descriptors registered with it.
+// Wait must be called from one goroutine at a time; Add, Delete and Wake
+// may be called from any.
+type Poller struct {
+	epfd    int
+	wakefd  int
+	pending atomic.Bool  // a wake-up is written and not yet consumed
+	writes  atomic.Int64 // eventfd writes, for the tests
+	events  []unix.EpollEvent
+	closed  atomic.Bool
+}
+
+// New returns a Poller that reports up to batch descriptors per Wait.
+func New(batch int) (*Poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	p := &Poller{epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, max(batch, 1))}
+	if err := p.ctl(unix.EPOLL_CTL_ADD, wakefd, unix.EPOLLIN, wakeToken); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Add registers fd, edge-triggered, for reading, writing and the peer's
+// half-close; Wait reports its readiness with token.
+func (p *Poller) Add(fd int, token uint64) error {
+	if token == wakeToken {
+		return errors.New("epoll: the token ^0 is the Poller's own")
+	}
+	return p.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, token)
+}
+
+// Delete unregisters fd. Closing fd unregisters it too, once no other
+// descriptor refers to the same socket.
+func (p *Poller) Delete(fd int) error {
+	return p.ctl(unix.EPOLL_CTL_DEL, fd, 0, 0)
+}
+
+func (p *Poller) ctl(op, fd int, events uint32, token uint64) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(uint32(token)), Pad: int32(uint32(token >> 32))}
+	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
+		return os.NewSyscallError(fmt.Sprintf("epoll_ctl(%d)", op), err)
+	}
+	return nil
+}
+
+// Wake makes the current or next Wait return, woken. Wake-ups that come
+// before that Wait collapse into one: only the first writes the eventfd.
+func (p *Poller) Wake() error {
+	if !p.pending.CompareAndSwap(false, true) {
+		return nil
+	}
+	var one = [8]byte{1}
+	p.writes.Add(1)
+	for {
+		_, err := unix.Write(p.wakefd, one[:])
+		switch err {
+		case unix.EINTR:
+			continue
+		case nil, unix.EAGAIN: // EAGAIN: the counter is full, so a wake-up is pending anyway
+			return nil
+		}
+		p.pending.Store(false)
+		return os.NewSyscallError("write eventfd", err)
+	}
+}
+
+// Wait waits for readiness, for at most timeout (a negative timeout waits
+// for ever, zero does not wait), and calls ready for each ready descriptor
+// with its token and readiness bits. It reports whether Wake was called
+// since the last Wait that reported it.
+func (p *Poller) Wait(timeout time.Duration, ready func(token uint64, events uint32)) (woken bool, err error) {
+	msec := -1
+	if timeout >= 0 {
+		msec = int((timeout + time.Millisecond - 1) / time.Millisecond)
+	}
+	n, err := unix.EpollWait(p.epfd, p.events, msec)
+	if err != nil {
+		if err == unix.EINTR {
+			return false, nil
+		}
+		return false, os.NewSyscallError("epoll_wait", err)
+	}
+	for _, ev := range p.events[:n] {
+		token := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+		if token == wakeToken {
+			var buf [8]byte
+			unix.Read(p.wakefd, buf[:]) // reset the counter; nonblocking
+			p.pending.Store(false)
+			woken = true
+			continue
+		}
+		ready(token, ev.Events)
+	}
+	return woken, nil
+}
+
+// Close releases the epoll instance and the eventfd. Descriptors still
+// registered are not closed.
+func (p *Poller) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	return errors.Join(unix.Close(p.wakefd), unix.Close(p.epfd))
+}
