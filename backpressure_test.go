@@ -393,17 +393,20 @@ func TestPipeDrainBeforePause(t *testing.T) {
 		cfg := ConnConfig{HighWater: 4 << 10, LowWater: 1 << 10, ReadBufferSize: 16 << 10, SendBuffer: 4 << 10, PauseOnConnect: true}
 		src, dst, ca, cb := pipePair(t, e, cfg)
 		drained := make(chan struct{}, 1)
+		startReading := make(chan struct{})
 		var hooked atomic.Bool
-		pipeHookBeforePause = func() {
+		hook := func() {
 			if hooked.Swap(true) {
 				return
 			}
-			select { // the destination's peer reads, so it drains
+			close(startReading) // the destination's peer reads from now on, so it drains
+			select {
 			case <-drained:
 			case <-time.After(5 * time.Second):
 			}
 		}
-		t.Cleanup(func() { pipeHookBeforePause = nil })
+		pipeHookBeforePause.Store(&hook)
+		t.Cleanup(func() { pipeHookBeforePause.Store(nil) })
 		Pipe(dst, src)
 		dst.OnDrain(func() {
 			select {
@@ -415,13 +418,18 @@ func TestPipeDrainBeforePause(t *testing.T) {
 		src.Resume()
 		const size = 1 << 20
 		sent := sendAndEnd(ca, bytes.Repeat([]byte("p"), size))
+		select { // the peer does not read until dst is over HighWater
+		case <-startReading:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the destination never went over HighWater: the test did not exercise the window")
+		}
 		cb.SetReadDeadline(time.Now().Add(10 * time.Second))
 		n, err := io.Copy(io.Discard, cb)
 		if err != nil || n != size {
-			t.Errorf("destination's peer got %d of %d bytes, then %v; the source stayed paused (Paused %v)", n, size, err, src.Paused())
-		}
-		if !hooked.Load() {
-			t.Error("the destination never went over HighWater: the test did not exercise the window")
+			dst.mu.Lock()
+			over, gen := dst.overHigh, dst.drainGen
+			dst.mu.Unlock()
+			t.Errorf("destination's peer got %d of %d bytes, then %v; the source stayed paused (Paused %v; dst queue %d, overHigh %v, drains %d)", n, size, err, src.Paused(), dst.Buffered(), over, gen)
 		}
 		if err := waitFor(t, sent, 10*time.Second, "the source's peer to finish"); err != nil {
 			t.Error(err)

@@ -117,3 +117,48 @@ func (c *Conn) sendFINLocked() error {
 	}
 	return err
 }
+
+// flushNow is the flush of an engine whose writes do not wait, run on the
+// connection's event loop when the socket is writable: it writes the queue
+// until it is empty or the socket is full, and reports whether it is
+// empty (and the FIN sent, if End deferred it). The queue is written under
+// c.mu, so Write appends behind it without a second buffer.
+func (c *Conn) flushNow(write func(p []byte) (int, error)) (done bool) {
+	var err error
+	c.mu.Lock()
+	for !c.closing && len(c.wq) > 0 {
+		var n int
+		n, err = write(c.wq)
+		if n > 0 {
+			c.bytesWritten.Add(int64(n))
+			c.touch()
+			c.wq = c.wq[:copy(c.wq, c.wq[n:])]
+			c.maybeDrainLocked()
+		}
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	switch {
+	case c.closing || err != nil:
+		c.writing = false
+		done = true
+	case len(c.wq) > 0:
+		c.mu.Unlock()
+		return false // full: again when writable
+	default:
+		c.writing = false
+		done = true
+		if cap(c.wq) > maxSpare {
+			c.wq = nil // an idle connection keeps no large buffer
+		}
+		if c.ending && !c.finSent {
+			err = c.sendFINLocked()
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.closeWith(err)
+	}
+	return done
+}

@@ -31,6 +31,9 @@ type Dialer struct {
 	// &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}.
 	LocalAddr net.Addr
 
+	// Engine runs the connections made. Default nil: GoroutineEngine.
+	Engine Engine
+
 	// Resolver, if set, looks up host names (net.Dialer's Resolver), for
 	// example to use a particular DNS server. Default net.DefaultResolver.
 	Resolver *net.Resolver
@@ -79,8 +82,13 @@ func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error
 	if err != nil {
 		return nil, explainDialError(network, address, err)
 	}
-	c := newGoroutineConn(nc, cfg, nil, d.Logger)
-	go c.drv.(*goroutineDriver).serve(h)
+	e := engineOr(d.Engine)
+	c, err := e.newConn(nc, cfg, nil, d.Logger)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	e.start(c, h)
 	return c, nil
 }
 

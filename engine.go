@@ -1,6 +1,60 @@
 package tcpkit
 
-import "time"
+import (
+	"log/slog"
+	"net"
+	"time"
+)
+
+// An Engine runs connections: it reads their sockets, writes their queues
+// and delivers their events, by the same rules whichever engine it is.
+// Server.Engine and Dialer.Engine choose one; nil is GoroutineEngine.
+//
+// GoroutineEngine, the default, gives each connection a goroutine of its
+// own that blocks in Go's netpoller: a callback that blocks (a database
+// call, a lock, a sleep) holds up only its own connection. The epoll
+// engine (NewEpollEngine, Linux only) runs many connections on a few event
+// loops, one per CPU by default: it costs far less memory per connection
+// and fewer system calls per message, but a callback that blocks holds up
+// every connection of its loop, so its callbacks must return at once (hand
+// slow work to another goroutine and Write the answer from there).
+type Engine interface {
+	// String names the engine: "goroutine" or "epoll".
+	String() string
+
+	// newConn takes over the socket of nc, accepted by srv (nil for a
+	// dialled connection), and returns its Conn, not yet started.
+	newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) (*Conn, error)
+
+	// start delivers c's events, h first.
+	start(c *Conn, h Handler)
+
+	// checkListener reports why the engine cannot serve ln, if it cannot.
+	checkListener(ln net.Listener) error
+}
+
+// GoroutineEngine is the default Engine: a goroutine per connection.
+var GoroutineEngine Engine = goroutineEngine{}
+
+type goroutineEngine struct{}
+
+func (goroutineEngine) String() string { return "goroutine" }
+
+func (goroutineEngine) newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) (*Conn, error) {
+	return newGoroutineConn(nc, cfg, srv, log), nil
+}
+
+func (goroutineEngine) start(c *Conn, h Handler) { go c.drv.(*goroutineDriver).serve(h) }
+
+func (goroutineEngine) checkListener(net.Listener) error { return nil }
+
+// engineOr returns e, or the default engine if e is nil.
+func engineOr(e Engine) Engine {
+	if e == nil {
+		return GoroutineEngine
+	}
+	return e
+}
 
 // A driver is what an engine supplies to a connection: bytes, readiness,
 // wake-ups, timers and the socket's lifetime. The event rules (the event

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	var panics panicCount
 	slog.SetDefault(slog.New(&panicWatch{Handler: slog.Default().Handler(), count: &panics}))
 	code := m.Run()
+	for _, f := range afterTests {
+		f()
+	}
 	if n := panics.Load(); n > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: %d recovered panics were logged to the default logger (see above)\n", n)
 		code = 1
@@ -40,6 +43,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// afterTests run after the tests, before the leak check.
+var afterTests []func()
 
 type panicCount = atomic.Int64
 

@@ -1,5 +1,7 @@
 package tcpkit
 
+import "sync/atomic"
+
 // Pipe sends everything src receives to dst, with backpressure, as Node's
 // src.pipe(dst): src is paused while dst's write queue is over HighWater and
 // resumed on dst's drain event, so memory stays bounded however slowly dst's
@@ -30,8 +32,8 @@ func Pipe(dst, src *Conn) {
 		if !over {
 			return
 		}
-		if pipeHookBeforePause != nil {
-			pipeHookBeforePause()
+		if hook := pipeHookBeforePause.Load(); hook != nil {
+			(*hook)()
 		}
 		src.Pause()
 		// dst may have drained between its write and the Pause above; its
@@ -47,7 +49,7 @@ func Pipe(dst, src *Conn) {
 // pipeHookBeforePause, if set by a test, runs between a write that found
 // dst over HighWater and the Pause of src: the window in which dst's drain
 // event can come and go before src is paused.
-var pipeHookBeforePause func()
+var pipeHookBeforePause atomic.Pointer[func()]
 
 func (c *Conn) drainCount() uint64 {
 	c.mu.Lock()

@@ -30,6 +30,10 @@ type Server struct {
 	// ConnConfig holds the settings of each accepted connection.
 	ConnConfig
 
+	// Engine runs the connections. Default nil: GoroutineEngine, a
+	// goroutine per connection. See Engine for when to pick another.
+	Engine Engine
+
 	// MaxConnections, if positive, caps the open connections. A connection
 	// accepted over the cap is closed at once and reported to OnDrop.
 	// Default 0: no cap. (Node 21 and later treat 0 as "drop all".)
@@ -191,6 +195,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 		return s.cfgErr
 	}
+	if err := engineOr(s.Engine).checkListener(ln); err != nil {
+		ln.Close()
+		return err
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -239,18 +247,23 @@ func (s *Server) Serve(ln net.Listener) error {
 // startConn tracks a new connection and starts its event goroutine, or
 // drops it if MaxConnections has been reached.
 func (s *Server) startConn(nc net.Conn) {
-	c := newGoroutineConn(nc, s.cfg, s, s.Logger) // socket options set outside the lock
+	c, err := engineOr(s.Engine).newConn(nc, s.cfg, s, s.Logger) // socket options set outside the lock
+	if err != nil {
+		nc.Close()
+		s.reportError(err)
+		return
+	}
 	s.mu.Lock()
 	if s.closing { // Close ran between Accept and here
 		s.mu.Unlock()
-		nc.Close()
+		c.drv.close(false)
 		return
 	}
 	if s.MaxConnections > 0 && len(s.conns) >= s.MaxConnections {
 		first := !s.dropping
 		s.dropping = true
 		s.mu.Unlock()
-		nc.Close()
+		c.drv.close(false)
 		d := Drop{LocalAddr: c.local, RemoteAddr: c.remote}
 		switch {
 		case s.OnDrop != nil:
@@ -265,7 +278,7 @@ func (s *Server) startConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.handlers.Add(1)
 	s.mu.Unlock()
-	go c.drv.(*goroutineDriver).serve(s.Handler)
+	engineOr(s.Engine).start(c, s.Handler)
 }
 
 // connClosing is called by each connection before its close event.

@@ -243,6 +243,12 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 	return l.Listener.Accept()
 }
 
+// SyscallConn hands on the real listener's, so that the epoll engine, which
+// needs a listener with a file descriptor, serves this one too.
+func (l *flakyListener) SyscallConn() (syscall.RawConn, error) {
+	return l.Listener.(syscall.Conn).SyscallConn()
+}
+
 func (l *flakyListener) failNext(n int) {
 	l.mu.Lock()
 	l.fails = n
@@ -496,7 +502,7 @@ func TestShutdownKeepsConnectionWithQueuedBytes(t *testing.T) {
 		// As much again as the writer holds: the queue and the bytes in
 		// flight are then equal.
 		c.Write(make([]byte, c.Buffered()))
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		time.Sleep(100 * time.Millisecond) // idle for five ShutdownIdle periods
 		shut := make(chan error, 1)
@@ -505,8 +511,9 @@ func TestShutdownKeepsConnectionWithQueuedBytes(t *testing.T) {
 		if _, err := c.Write([]byte("still open")); err != nil {
 			t.Errorf("Shutdown ended a connection with bytes queued: Write: %v", err)
 		}
-		if err := waitFor(t, shut, 5*time.Second, "Shutdown"); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Shutdown: %v, want the deadline", err)
+		cancel()
+		if err := waitFor(t, shut, 5*time.Second, "Shutdown"); !errors.Is(err, context.Canceled) {
+			t.Errorf("Shutdown: %v, want its context's end", err)
 		}
 		waitFor(t, served, 5*time.Second, "Serve to return")
 	})

@@ -1,0 +1,546 @@
+//go:build linux
+
+package tcpkit
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tcpkit/tcpkit/internal/epoll"
+	"golang.org/x/sys/unix"
+)
+
+// EpollConfig holds the settings of an epoll engine. Its zero value is
+// ready to use.
+type EpollConfig struct {
+	// Loops is the number of event loops, each a goroutine with an epoll
+	// instance of its own. Default runtime.GOMAXPROCS(0).
+	Loops int
+
+	// ReadBufferSize is the size of each loop's read buffer, shared by its
+	// connections: a connection holds no read buffer of its own. A
+	// connection's reads are also capped by its ConnConfig.ReadBufferSize.
+	// Default DefaultReadBufferSize (64 KiB).
+	ReadBufferSize int
+
+	// BlockingThreshold is how long a callback may hold its loop before it
+	// is reported: once per connection, in the log, with the connection's
+	// addresses, and in SlowCallbacks. Default 100ms; negative turns the
+	// report off.
+	BlockingThreshold time.Duration
+
+	// Logger receives the engine's reports. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// An EpollEngine runs connections on a few event loops over epoll (Linux
+// only); see Engine for when to choose it. One engine may serve several
+// Servers and Dialers. Close it once they are done.
+type EpollEngine struct {
+	cfg   EpollConfig
+	loops []*epollLoop
+	next  atomic.Uint32
+	slow  atomic.Int64
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+// errEngineClosed is the close error of connections still open when their
+// engine is closed.
+var errEngineClosed = errors.New("tcpkit: engine closed")
+
+// NewEpollEngine starts an epoll engine's loops.
+func NewEpollEngine(cfg EpollConfig) (*EpollEngine, error) {
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
+	}
+	if cfg.ReadBufferSize <= 0 {
+		cfg.ReadBufferSize = DefaultReadBufferSize
+	}
+	if cfg.BlockingThreshold == 0 {
+		cfg.BlockingThreshold = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &EpollEngine{cfg: cfg}
+	for range cfg.Loops {
+		p, err := epoll.New(256)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		l := &epollLoop{e: e, p: p, buf: make([]byte, cfg.ReadBufferSize), conns: make(map[uint64]*epollDriver)}
+		e.loops = append(e.loops, l)
+		e.wg.Add(1)
+		go l.run()
+	}
+	return e, nil
+}
+
+func (e *EpollEngine) String() string { return "epoll" }
+
+// SlowCallbacks returns how many times a callback held its loop for longer
+// than BlockingThreshold.
+func (e *EpollEngine) SlowCallbacks() int64 { return e.slow.Load() }
+
+// Close stops the loops, closing any connection still open on them with
+// an error, and waits for them to finish.
+func (e *EpollEngine) Close() error {
+	e.once.Do(func() {
+		for _, l := range e.loops {
+			l.mu.Lock()
+			l.closing = true
+			l.mu.Unlock()
+			l.p.Wake()
+		}
+		e.wg.Wait()
+		for _, l := range e.loops {
+			l.p.Close()
+		}
+	})
+	return nil
+}
+
+func (e *EpollEngine) checkListener(ln net.Listener) error {
+	if _, ok := ln.(syscall.Conn); !ok {
+		return fmt.Errorf("tcpkit: the epoll engine needs a listener with a file descriptor (a *net.TCPListener or *net.UnixListener); %T has none", ln)
+	}
+	return nil
+}
+
+func (e *EpollEngine) newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) (*Conn, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("tcpkit: the epoll engine needs a connection with a file descriptor; %T has none", nc)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	var derr error
+	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, os.NewSyscallError("fcntl", derr)
+	}
+	_, tcp := nc.(*net.TCPConn)
+	local, remote := nc.LocalAddr(), nc.RemoteAddr()
+	nc.Close() // the duplicate keeps the socket, still non-blocking
+	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	d := &epollDriver{l: l, fd: fd, tcp: tcp}
+	c := newConn(d, local, remote, cfg, srv, log)
+	d.c = c
+	return c, nil
+}
+
+func (e *EpollEngine) start(c *Conn, h Handler) {
+	d := c.drv.(*epollDriver)
+	d.h = h
+	d.started.Store(true)
+	d.wake()
+}
+
+// An epollLoop is one event loop: a goroutine, an epoll instance and the
+// connections registered with it.
+type epollLoop struct {
+	e       *EpollEngine
+	p       *epoll.Poller
+	buf     []byte                  // the read buffer, shared by the loop's connections
+	conns   map[uint64]*epollDriver // by token
+	tokens  uint64
+	timers  timerHeap
+	due     []*epollDriver // ready this turn
+	current atomic.Pointer[epollDriver]
+
+	mu      sync.Mutex // guards inbox and closing
+	inbox   []*epollDriver
+	closing bool
+}
+
+// run is the loop's goroutine.
+func (l *epollLoop) run() {
+	defer l.e.wg.Done()
+	var inbox []*epollDriver
+	for {
+		timeout := time.Duration(-1)
+		if at, ok := l.timers.next(); ok {
+			timeout = max(time.Until(at), 0)
+		}
+		if _, err := l.p.Wait(timeout, l.ready); err != nil {
+			l.e.cfg.Logger.Error("tcpkit: epoll loop: wait failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+		l.mu.Lock()
+		inbox, l.inbox = l.inbox, inbox[:0]
+		closing := l.closing
+		l.mu.Unlock()
+		for _, d := range inbox {
+			d.queued.Store(false)
+			l.schedule(d)
+		}
+		for now := time.Now(); ; {
+			d, ok := l.timers.popDue(now)
+			if !ok {
+				break
+			}
+			d.c.onTimer()
+			l.schedule(d)
+		}
+		if closing {
+			for _, d := range l.conns {
+				d.c.closeWith(errEngineClosed)
+				l.schedule(d)
+			}
+			for _, d := range inbox {
+				d.c.closeWith(errEngineClosed)
+			}
+		}
+		for i, d := range l.due {
+			d.scheduled = false
+			l.dispatch(d)
+			l.due[i] = nil
+		}
+		l.due = l.due[:0]
+		if closing {
+			return
+		}
+	}
+}
+
+// ready takes a descriptor's readiness from Wait.
+func (l *epollLoop) ready(token uint64, ev uint32) {
+	d := l.conns[token]
+	if d == nil {
+		return
+	}
+	if ev&(epoll.Readable|epoll.PeerEnd|epoll.Hangup|epoll.Error) != 0 {
+		d.readable = true
+	}
+	if ev&(epoll.PeerEnd|epoll.Hangup|epoll.Error) != 0 {
+		d.peerEnd = true // read to EOF, not to the first short read
+	}
+	if ev&(epoll.Writable|epoll.Hangup|epoll.Error) != 0 {
+		d.writable = true
+	}
+	l.schedule(d)
+}
+
+func (l *epollLoop) schedule(d *epollDriver) {
+	if !d.scheduled {
+		d.scheduled = true
+		l.due = append(l.due, d)
+	}
+}
+
+// dispatch runs d's event rules until they have nothing more to do now.
+func (l *epollLoop) dispatch(d *epollDriver) {
+	if d.released {
+		return
+	}
+	start := time.Now()
+	for {
+		l.current.Store(d)
+		for !d.stepOnce() {
+		}
+		l.current.Store(nil)
+		// Wake-ups made while current was d were skipped: look again.
+		if d.released || d.c.events.Load() == 0 && !(d.flushWanted.Load() && d.writable) {
+			break
+		}
+	}
+	if t := l.e.cfg.BlockingThreshold; t > 0 && !d.slowReported {
+		if el := time.Since(start); el > t {
+			d.slowReported = true
+			l.e.slow.Add(1)
+			l.e.cfg.Logger.Warn("tcpkit: a callback held its epoll loop; the loop's other connections waited",
+				"held", el.String(), "local", d.c.local.String(), "remote", d.c.remote.String())
+		}
+	}
+}
+
+// release closes d's socket once its close event has been delivered.
+func (l *epollLoop) release(d *epollDriver) {
+	d.released = true
+	if d.registered {
+		l.p.Delete(d.fd)
+		delete(l.conns, d.token)
+	}
+	if d.reset.Load() && d.tcp {
+		unix.SetsockoptLinger(d.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	unix.Close(d.fd)
+}
+
+// epollDriver is a connection's side of the epoll engine.
+type epollDriver struct {
+	c   *Conn
+	l   *epollLoop
+	fd  int
+	tcp bool
+	h   Handler // until open
+
+	started     atomic.Bool // start was called: the loop owns the socket
+	queued      atomic.Bool // in the loop's inbox
+	flushWanted atomic.Bool // the queue has bytes the socket did not take
+	reset       atomic.Bool // close with an RST
+
+	// The loop's own state of the connection.
+	token        uint64
+	registered   bool
+	opened       bool
+	released     bool
+	scheduled    bool
+	readable     bool // the socket may have input: read until EAGAIN
+	peerEnd      bool
+	writable     bool
+	slowReported bool
+	timerSeq     uint64
+}
+
+// stepOnce runs the event rules once, reading while the socket has input.
+// It reports false if a callback panicked, so that dispatch steps again
+// (now to close the connection).
+func (d *epollDriver) stepOnce() (done bool) {
+	c, l := d.c, d.l
+	defer c.recoverPanic()
+	if !d.registered {
+		d.tokens()
+		if err := l.p.Add(d.fd, d.token); err != nil {
+			c.closeWith(err)
+		} else {
+			d.registered = true
+			l.conns[d.token] = d
+		}
+	}
+	if !d.opened {
+		d.opened = true
+		h := d.h
+		d.h = nil
+		if !c.isClosing() {
+			c.open(h)
+		}
+	}
+	if d.writable && d.flushWanted.Load() {
+		// Cleared first: a Write that queues after flushNow has emptied
+		// the queue sets it again, and must not be overwritten.
+		d.flushWanted.Store(false)
+		if !c.flushNow(d.write) {
+			d.flushWanted.Store(true)
+			d.writable = false
+		}
+	}
+	for {
+		switch c.step() {
+		case actClosed:
+			c.finish()
+			l.release(d)
+			return true
+		case actWait:
+			// Paused with input in hand: it lives in the loop's buffer,
+			// which the next read reuses.
+			if h := c.rs.held; len(h) > 0 && &h[0] == &l.buf[0] {
+				c.rs.held = append([]byte(nil), h...)
+			}
+			return true
+		}
+		if !d.readable {
+			return true
+		}
+		buf := l.buf[:min(len(l.buf), c.cfg.ReadBufferSize)]
+		n, err := unix.Read(d.fd, buf)
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			d.readable = false
+			return true
+		case err != nil:
+			c.onRead(nil, c.opError("read", os.NewSyscallError("read", err)))
+		case n == 0:
+			d.readable = false
+			c.onRead(nil, io.EOF)
+		default:
+			if n < len(buf) && !d.peerEnd {
+				d.readable = false // drained: the next input brings a new edge
+			}
+			c.onRead(buf[:n], nil)
+		}
+	}
+}
+
+func (d *epollDriver) tokens() {
+	d.l.tokens++
+	d.token = d.l.tokens
+}
+
+func (d *epollDriver) wake() {
+	if !d.started.Load() || d.l.current.Load() == d {
+		return // not yet started, or its dispatch looks again before it ends
+	}
+	if d.queued.CompareAndSwap(false, true) {
+		l := d.l
+		l.mu.Lock()
+		l.inbox = append(l.inbox, d)
+		l.mu.Unlock()
+		l.p.Wake()
+	}
+}
+
+func (d *epollDriver) setTimer(deadline time.Time) {
+	d.timerSeq++
+	if !deadline.IsZero() {
+		heap.Push(&d.l.timers, timerEntry{at: deadline, d: d, seq: d.timerSeq})
+	}
+}
+
+func (d *epollDriver) write(p []byte) (int, error) {
+	for {
+		n, err := unix.Write(d.fd, p)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, nil
+		}
+		return 0, d.c.opError("write", os.NewSyscallError("write", err))
+	}
+}
+
+func (d *epollDriver) startFlush() {
+	d.flushWanted.Store(true)
+	d.wake()
+}
+
+func (d *epollDriver) closeWrite() error {
+	if err := unix.Shutdown(d.fd, unix.SHUT_WR); err != nil {
+		return d.c.opError("shutdown", os.NewSyscallError("shutdown", err))
+	}
+	return nil
+}
+
+// close closes the socket, or, once the loop owns it, leaves that to the
+// loop, which closes it after the close event: a descriptor closed under
+// the loop could be reused by the next accept while the loop still knows
+// the old one.
+func (d *epollDriver) close(reset bool) error {
+	if !d.started.Load() {
+		return unix.Close(d.fd) // never started: dropped, or the server closed
+	}
+	if reset {
+		d.reset.Store(true)
+	}
+	return nil
+}
+
+func (d *epollDriver) quiesce() {}
+
+func (d *epollDriver) control(f func(fd uintptr)) error {
+	f(uintptr(d.fd))
+	return nil
+}
+
+func (d *epollDriver) setNoDelay(noDelay bool) error {
+	if !d.tcp {
+		return nil
+	}
+	v := 0
+	if noDelay {
+		v = 1
+	}
+	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(d.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, v))
+}
+
+func (d *epollDriver) setKeepAlive(enable bool, period time.Duration) error {
+	if !d.tcp {
+		return nil
+	}
+	on := 0
+	if enable {
+		on = 1
+	}
+	if err := unix.SetsockoptInt(d.fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, on); err != nil || !enable || period <= 0 {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	secs := max(int((period+time.Second-1)/time.Second), 1)
+	return os.NewSyscallError("setsockopt", errors.Join(
+		unix.SetsockoptInt(d.fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs),
+		unix.SetsockoptInt(d.fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs)))
+}
+
+func (d *epollDriver) setBuffers(send, receive int) error {
+	var err error
+	if send > 0 {
+		err = unix.SetsockoptInt(d.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, send)
+	}
+	if receive > 0 {
+		err = errors.Join(err, unix.SetsockoptInt(d.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, receive))
+	}
+	return os.NewSyscallError("setsockopt", err)
+}
+
+// A timerEntry is a connection's timer in its loop's heap. Entries are not
+// removed when a timer is reset: a stale one (seq behind) is skipped.
+type timerEntry struct {
+	at  time.Time
+	d   *epollDriver
+	seq uint64
+}
+
+type timerHeap []timerEntry
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerEntry)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = timerEntry{}
+	*h = old[:len(old)-1]
+	return e
+}
+
+// live drops stale entries from the top and reports whether one is left.
+func (h *timerHeap) live() bool {
+	for h.Len() > 0 {
+		top := (*h)[0]
+		if top.seq == top.d.timerSeq && !top.d.released {
+			return true
+		}
+		heap.Pop(h)
+	}
+	return false
+}
+
+// next returns the time of the earliest live timer.
+func (h *timerHeap) next() (time.Time, bool) {
+	if !h.live() {
+		return time.Time{}, false
+	}
+	return (*h)[0].at, true
+}
+
+// popDue removes and returns the connection of the earliest live timer if
+// it is due at now.
+func (h *timerHeap) popDue(now time.Time) (*epollDriver, bool) {
+	if !h.live() || (*h)[0].at.After(now) {
+		return nil, false
+	}
+	e := heap.Pop(h).(timerEntry)
+	e.d.timerSeq++ // fired: a later setTimer arms it again
+	return e.d, true
+}

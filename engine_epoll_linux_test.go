@@ -1,0 +1,94 @@
+//go:build linux
+
+package tcpkit
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The epoll engine joins every server test. One engine, with two loops,
+// serves them all; TestMain closes it before it looks for leaks.
+var (
+	testEpollOnce sync.Once
+	testEpoll     *EpollEngine
+)
+
+func init() {
+	engines = append(engines, engine{name: "epoll", apply: func(s *Server) { s.Engine = testEpollEngine() }})
+	afterTests = append(afterTests, func() {
+		if testEpoll != nil {
+			testEpoll.Close()
+		}
+	})
+}
+
+func testEpollEngine() *EpollEngine {
+	testEpollOnce.Do(func() {
+		var err error
+		testEpoll, err = NewEpollEngine(EpollConfig{Loops: 2, Logger: failOnPanicLogger(panicT{})})
+		if err != nil {
+			panic(err)
+		}
+	})
+	return testEpoll
+}
+
+// panicT is a testing.TB for loggers outside any one test: it panics on
+// an error, so that the run fails loudly.
+type panicT struct{ testing.TB }
+
+func (panicT) Errorf(format string, args ...any) { panic("tcpkit test: " + format) }
+func (panicT) Logf(string, ...any)               {}
+func (panicT) Helper()                           {}
+
+// A listener without a file descriptor is a clear error on the epoll
+// engine, not a silent fallback.
+func TestEpollNeedsListenerWithFD(t *testing.T) {
+	s := &Server{Engine: testEpollEngine()}
+	err := s.Serve(noFDListener{mustListen(t, "127.0.0.1:0")})
+	if err == nil || !strings.Contains(err.Error(), "epoll engine needs a listener with a file descriptor") {
+		t.Errorf("Serve returned %v, want the epoll engine's clear error", err)
+	}
+}
+
+type noFDListener struct{ net.Listener }
+
+// A callback that holds its loop is reported once per connection, with
+// the connection's addresses, and counted.
+func TestEpollReportsBlockingCallback(t *testing.T) {
+	var log logBuffer
+	e, err := NewEpollEngine(EpollConfig{Loops: 1, BlockingThreshold: 20 * time.Millisecond, Logger: log.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s := &Server{Engine: e, Handler: func(c *Conn) {
+		c.OnData(func(p []byte) {
+			time.Sleep(50 * time.Millisecond) // blocks the loop
+			c.Write(p)
+		})
+	}}
+	addr, served := serveOn(t, engine{name: "epoll", apply: func(*Server) {}}, s, "127.0.0.1:0")
+	nc := dialRaw(t, addr)
+	for range 3 {
+		io.WriteString(nc, "x")
+		io.ReadFull(nc, make([]byte, 1))
+	}
+	if n := e.SlowCallbacks(); n != 1 {
+		t.Errorf("SlowCallbacks() = %d after three slow callbacks on one connection, want 1 (once per connection)", n)
+	}
+	if l := log.String(); strings.Count(l, "held its epoll loop") != 1 || !strings.Contains(l, "remote="+nc.LocalAddr().String()) {
+		t.Errorf("want one report naming the connection; log:\n%s", l)
+	}
+	nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.Shutdown(ctx)
+	waitFor(t, served, 5*time.Second, "Serve to return")
+}
