@@ -226,11 +226,11 @@ func (c *Conn) write(p []byte) (n int, over bool, drains uint64, err error) {
 	if err == nil && n < len(p) {
 		err = c.enqueueLocked(p[n:])
 	}
+	if n > 0 {
+		c.touch() // traffic, under c.mu so that Shutdown's idle check sees it; bytes merely queued are not
+	}
 	over, drains = c.overHigh, c.drainGen
 	c.mu.Unlock()
-	if n > 0 {
-		c.touch() // traffic; bytes merely queued are not
-	}
 	if err != nil {
 		c.closeWith(err)
 		return n, false, drains, err
@@ -256,15 +256,7 @@ func (c *Conn) end(cause error) error {
 		c.mu.Unlock()
 		return c.opError("end", net.ErrClosed)
 	}
-	if c.ending {
-		c.mu.Unlock()
-		return nil
-	}
-	c.ending, c.endCause = true, cause
-	var err error
-	if !c.writing && len(c.wq) == 0 {
-		err = c.sendFINLocked()
-	}
+	err := c.endLocked(cause)
 	c.mu.Unlock()
 	if err != nil {
 		c.closeWith(err)
@@ -272,16 +264,33 @@ func (c *Conn) end(cause error) error {
 	return err
 }
 
+// endLocked is end with c.mu held, once not closing; the caller closes the
+// connection with the error it returns, if any.
+func (c *Conn) endLocked(cause error) error {
+	if c.ending {
+		return nil
+	}
+	c.ending, c.endCause = true, cause
+	if !c.writing && len(c.wq) == 0 {
+		return c.sendFINLocked()
+	}
+	return nil
+}
+
 // endIfIdle ends the connection for Server.Shutdown if it has been idle
-// for at least idle: no byte read or written, nothing queued, not paused,
-// not ended already. It runs on the event goroutine, between callbacks,
-// so that no callback is halfway through a reply when it decides.
+// for at least idle (see idleLocked). It runs on the event goroutine,
+// between callbacks, so that no callback is halfway through a reply when
+// it decides, and decides and ends under one hold of c.mu, so that no
+// Write slips in between.
 func (c *Conn) endIfIdle(idle time.Duration) {
 	c.mu.Lock()
-	ok := c.idleLocked(idle)
+	var err error
+	if c.idleLocked(idle) {
+		err = c.endLocked(errShutdownEnded)
+	}
 	c.mu.Unlock()
-	if ok {
-		c.end(errShutdownEnded)
+	if err != nil {
+		c.closeWith(err)
 	}
 }
 
@@ -294,10 +303,14 @@ func (c *Conn) looksIdle(idle time.Duration) bool {
 }
 
 // idleLocked reports whether the connection has been idle long enough for
-// Shutdown to end it. Called with c.mu held.
+// Shutdown to end it: not closing or ending already, not paused, nothing
+// queued or in flight, no byte read or written for idle, and no input
+// waiting unread in the kernel (which a slow callback, or a long Pause,
+// leaves there while the traffic clock stands still). Called with c.mu
+// held.
 func (c *Conn) idleLocked(idle time.Duration) bool {
 	return !c.closing && !c.ending && !c.paused && len(c.wq)+c.inflight == 0 &&
-		time.Since(c.start)-time.Duration(c.lastAct.Load()) >= idle
+		time.Since(c.start)-time.Duration(c.lastAct.Load()) >= idle && c.drv.unread() == 0
 }
 
 // DefaultEndTimeout is EndWithError's timeout when it is given zero.
@@ -451,6 +464,8 @@ func (c *Conn) Err() error {
 
 func (c *Conn) writableLocked() error {
 	switch {
+	case c.closing && c.endCause == errShutdownEnded:
+		return c.opError("write", errShutdownClosed)
 	case c.closing:
 		return c.opError("write", net.ErrClosed)
 	case c.ending:

@@ -70,6 +70,7 @@ func (d *fakeDriver) close(reset bool) error {
 	return nil
 }
 func (d *fakeDriver) quiesce()                               {}
+func (d *fakeDriver) unread() int                            { return 0 }
 func (d *fakeDriver) control(func(fd uintptr)) error         { return errors.New("no socket") }
 func (d *fakeDriver) setNoDelay(bool) error                  { return nil }
 func (d *fakeDriver) setKeepAlive(bool, time.Duration) error { return nil }

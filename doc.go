@@ -191,7 +191,8 @@
 // Close may be called from anywhere, a server callback included.
 // [Server.Shutdown](ctx) is the graceful version: it calls Close, then ends
 // each connection with End once it has been idle for [Server.ShutdownIdle]
-// (1s by default: no byte read or written, nothing queued, not paused), and
+// (1s by default: no byte read or written, nothing queued, no input waiting
+// unread, not paused), and
 // waits for every connection to close. TCP keeps no message boundaries, so
 // a pause is the only sign that a transfer is over; the default outlasts
 // the pauses of a client streaming in bursts, which therefore finishes
@@ -201,8 +202,10 @@
 // [Pipe] (its input cannot be passed on), not silently ignored. If ctx
 // ends first, Shutdown resets the rest, so that each peer knows it was cut
 // off, with a close error that wraps ErrServerClosed, and returns
-// ctx.Err(). Shutdown sees bytes, not messages: a connection whose reply
-// is being computed on another goroutine would look idle. A protocol that
+// ctx.Err(). A Write after such a connection has closed returns an error
+// that wraps both net.ErrClosed and ErrServerClosed. Shutdown sees bytes,
+// not messages: a connection whose reply is being computed on another
+// goroutine would look idle. A protocol that
 // knows better adds an [Conn.OnShutdown] listener: Shutdown then sends that
 // connection the shutdown event instead, and leaves the End to it.
 // Serve and

@@ -97,6 +97,10 @@ type driver interface {
 	// closing, for the engine's other work on it (a writer) to stop.
 	quiesce()
 
+	// unread returns how many bytes the kernel holds that have not been
+	// read yet (0 if it cannot tell). Any goroutine.
+	unread() int
+
 	// control calls f with the socket's file descriptor; it reports an
 	// error if there is none.
 	control(f func(fd uintptr)) error

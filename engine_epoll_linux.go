@@ -448,6 +448,8 @@ func (d *epollDriver) close(reset bool) error {
 
 func (d *epollDriver) quiesce() {}
 
+func (d *epollDriver) unread() int { return unreadBytes(uintptr(d.fd)) }
+
 func (d *epollDriver) control(f func(fd uintptr)) error {
 	f(uintptr(d.fd))
 	return nil

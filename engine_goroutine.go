@@ -286,6 +286,14 @@ func (d *goroutineDriver) close(reset bool) error {
 
 func (d *goroutineDriver) quiesce() { d.writers.Wait() }
 
+func (d *goroutineDriver) unread() int {
+	n := 0
+	if d.raw != nil {
+		d.raw.Control(func(fd uintptr) { n = unreadBytes(fd) })
+	}
+	return n
+}
+
 func (d *goroutineDriver) control(f func(fd uintptr)) error {
 	if d.raw == nil {
 		return errors.New("tcpkit: the connection has no file descriptor")

@@ -3,6 +3,7 @@ package tcpkit
 import (
 	"errors"
 	"fmt"
+	"net"
 )
 
 // Errors reported by tcpkit. Syscall failures are not listed here: they come
@@ -39,6 +40,11 @@ var (
 	// a quiet connection.
 	errShutdownEnded error = &causeError{"tcpkit: write after end: the server is shutting down",
 		[]error{ErrWriteAfterEnd, ErrServerClosed}}
+
+	// errShutdownClosed is what Write returns once a connection that
+	// Shutdown ended has closed: a late reply from another goroutine.
+	errShutdownClosed error = &causeError{"use of closed network connection: the server shut it down",
+		[]error{net.ErrClosed, ErrServerClosed}}
 
 	// errShutdownCut is the close error of a connection still open when
 	// Shutdown's context ended.

@@ -41,7 +41,7 @@ type Server struct {
 
 	// ShutdownIdle is how long Shutdown waits for a connection to be idle
 	// before it ends it: no byte read or written for this long, nothing
-	// queued to write, not paused. TCP keeps no message boundaries, so
+	// queued to write, no input waiting unread, not paused. TCP keeps no message boundaries, so
 	// tcpkit cannot see that a transfer is complete, only that bytes have
 	// stopped moving; a client streaming in bursts pauses tens to hundreds
 	// of milliseconds between writes, and must not be cut there. A
@@ -344,7 +344,9 @@ func (s *Server) Close() error {
 //     event once and leaves the ending to them (a protocol knows when it is
 //     between messages; tcpkit does not);
 //   - otherwise it ends the connection once it has been idle for
-//     ShutdownIdle: no byte read or written, nothing queued, not paused.
+//     ShutdownIdle: no byte read or written, nothing queued, no input
+//     waiting unread (a callback slower than ShutdownIdle leaves its
+//     peer's bytes there), not paused.
 //     The decision is made on the connection's event goroutine, between
 //     callbacks. Ending sends FIN after the queue is flushed; the
 //     connection closes when the peer ends too. A peer that sends more

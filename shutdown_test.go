@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -337,4 +338,220 @@ func TestShutdownIdleNegative(t *testing.T) {
 	if err := s.Serve(mustListen(t, "127.0.0.1:0")); err == nil || err == ErrServerClosed {
 		t.Errorf("Serve with a negative ShutdownIdle returned %v, want a configuration error", err)
 	}
+}
+
+// A paused connection is not ended by Shutdown, with input waiting or
+// without: the handler paused it, and may have bytes for it elsewhere.
+// Only the end of the grace period cuts it, with a reset.
+func TestShutdownKeepsPausedConnection(t *testing.T) {
+	for _, input := range []string{"", "waiting in the kernel"} {
+		t.Run(fmt.Sprintf("input %d bytes", len(input)), func(t *testing.T) { testShutdownKeepsPaused(t, input) })
+	}
+}
+
+func testShutdownKeepsPaused(t *testing.T, input string) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		opened := make(chan struct{}, 1)
+		s := &Server{ShutdownIdle: 20 * time.Millisecond, ConnConfig: ConnConfig{PauseOnConnect: true},
+			Handler: func(c *Conn) { Pipe(c, c); opened <- struct{}{} }}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		waitFor(t, opened, 5*time.Second, "connection")
+		io.WriteString(nc, input)
+		time.Sleep(100 * time.Millisecond) // idle for five ShutdownIdle periods
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		shut := make(chan error, 1)
+		go func() { shut <- s.Shutdown(ctx) }()
+		if _, err := io.ReadAll(nc); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("paused connection: client read until %v, want ECONNRESET at the grace's end, not Shutdown's FIN", err)
+		}
+		waitFor(t, shut, 5*time.Second, "Shutdown")
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
+
+// A callback slower than ShutdownIdle, while the client keeps sending, does
+// not make the connection look idle: the client's bytes wait unread in the
+// kernel, and the stream completes whole.
+func TestShutdownSlowCallbackWithInputWaiting(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		inSetup := make(chan struct{})
+		closeErr := make(chan error, 1)
+		s := &Server{ShutdownIdle: 100 * time.Millisecond, Handler: func(c *Conn) {
+			Pipe(c, c)
+			first := true
+			c.OnData(func([]byte) {
+				if first { // a one-off setup on the first bytes
+					first = false
+					close(inSetup)
+					time.Sleep(300 * time.Millisecond)
+				}
+			})
+			c.OnClose(func(err error) { closeErr <- err })
+		}}
+		addr, served := serveOn(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		const ticks = 100
+		sent := make(chan error, 1)
+		go func() {
+			for range ticks { // every 10ms for a second
+				if _, err := io.WriteString(nc, "tick"); err != nil {
+					sent <- err
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			sent <- nc.(interface{ CloseWrite() error }).CloseWrite()
+		}()
+		waitFor(t, inSetup, 5*time.Second, "the setup callback")
+		shut := make(chan error, 1)
+		go func() { shut <- s.Shutdown(context.Background()) }()
+		got, err := io.ReadAll(nc)
+		if werr := waitFor(t, sent, 10*time.Second, "the client's writes"); werr != nil || err != nil || len(got) != 4*ticks {
+			t.Errorf("a client that never paused for 10ms: wrote %v, read %d of %d bytes, then %v", werr, len(got), 4*ticks, err)
+		}
+		if err := waitFor(t, closeErr, 5*time.Second, "close event"); err != nil {
+			t.Errorf("close error %v, want a clean close", err)
+		}
+		waitFor(t, shut, 5*time.Second, "Shutdown")
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
+
+// Right after a busy callback that answered, the connection is not idle:
+// a request sent at once is answered too.
+func TestShutdownRecheckAfterBusyCallback(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		inCallback := make(chan struct{}, 1)
+		s := &Server{ShutdownIdle: 50 * time.Millisecond, Handler: func(c *Conn) {
+			first := true
+			c.OnData(func(p []byte) {
+				if first {
+					first = false
+					inCallback <- struct{}{}
+					time.Sleep(200 * time.Millisecond)
+				}
+				c.WriteString("answer;")
+			})
+		}}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "q1")
+		waitFor(t, inCallback, 5*time.Second, "the first request")
+		shut := make(chan error, 1)
+		go func() { shut <- s.Shutdown(context.Background()) }()
+		buf := make([]byte, len("answer;"))
+		if _, err := io.ReadFull(nc, buf); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(nc, "q2") // at once: the connection was busy a moment ago
+		if _, err := io.ReadFull(nc, buf); err != nil {
+			t.Errorf("a request right after a busy callback: %v", err)
+		}
+		nc.Close()
+		waitFor(t, shut, 5*time.Second, "Shutdown")
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
+
+// Bytes in flight in the goroutine engine's writer, with an empty queue,
+// keep the connection from being ended too.
+func TestShutdownKeepsConnectionWithBytesInFlight(t *testing.T) {
+	cfg := ConnConfig{HighWater: 8 << 10, ReadBufferSize: 8 << 10, MaxBuffered: 1 << 20, SendBuffer: 4 << 10}
+	conns := make(chan *Conn, 1)
+	s := &Server{ConnConfig: cfg, ShutdownIdle: 20 * time.Millisecond, Handler: func(c *Conn) { conns <- c }}
+	addr, served := serveOn(t, engines[0], s, "127.0.0.1:0")
+	nc := dialRaw(t, addr)
+	nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	c := waitFor(t, conns, 5*time.Second, "connection")
+	fillKernel(t, c) // the writer holds the bytes; the queue is empty
+	c.mu.Lock()
+	wq, inflight := len(c.wq), c.inflight
+	c.mu.Unlock()
+	if wq != 0 || inflight == 0 {
+		t.Fatalf("setup: queue %d bytes, in flight %d; want only bytes in flight", wq, inflight)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.Sleep(100 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(ctx) }()
+	time.Sleep(150 * time.Millisecond)
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Errorf("Shutdown ended a connection with bytes in flight: Write: %v", err)
+	}
+	cancel()
+	waitFor(t, shut, 5*time.Second, "Shutdown")
+	waitFor(t, served, 5*time.Second, "Serve to return")
+}
+
+// A connection that listens for the shutdown event is left to end itself,
+// however long its answer takes; and a Write after Shutdown's end closed
+// the connection says why.
+func TestShutdownEventWithSlowWorker(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var work sync.WaitGroup
+		defer waitGroup(t, &work, 5*time.Second, "the worker")
+		received := make(chan struct{}, 1)
+		s := &Server{ShutdownIdle: 20 * time.Millisecond, Handler: func(c *Conn) {
+			var pending, shutting atomic.Bool
+			c.OnShutdown(func() {
+				shutting.Store(true)
+				if !pending.Load() {
+					c.End()
+				}
+			})
+			c.OnData(func(p []byte) {
+				pending.Store(true)
+				received <- struct{}{}
+				work.Go(func() {
+					time.Sleep(200 * time.Millisecond) // ten ShutdownIdle periods
+					c.WriteString("answer")
+					pending.Store(false)
+					if shutting.Load() {
+						c.End()
+					}
+				})
+			})
+		}}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		io.WriteString(nc, "q")
+		waitFor(t, received, 5*time.Second, "the request")
+		shut := make(chan error, 1)
+		go func() { shut <- s.Shutdown(context.Background()) }()
+		if got, err := io.ReadAll(nc); err != nil || string(got) != "answer" {
+			t.Errorf("client read %q, %v; want the answer, then the end", got, err)
+		}
+		nc.Close()
+		waitFor(t, shut, 5*time.Second, "Shutdown")
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
+
+// A late Write to a connection that Shutdown ended and that has since
+// closed returns an error that says the server shut it down.
+func TestShutdownLateWriteSaysWhy(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		conns := make(chan *Conn, 1)
+		s := &Server{ShutdownIdle: 20 * time.Millisecond, Handler: func(c *Conn) { conns <- c }}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		c := waitFor(t, conns, 5*time.Second, "connection")
+		shut := make(chan error, 1)
+		go func() { shut <- s.Shutdown(context.Background()) }()
+		io.ReadAll(nc) // the server's end
+		nc.Close()
+		waitFor(t, c.Done(), 5*time.Second, "close event")
+		_, err := c.WriteString("too late")
+		if !errors.Is(err, net.ErrClosed) || !errors.Is(err, ErrServerClosed) {
+			t.Errorf("late Write: %v, want an error wrapping net.ErrClosed and ErrServerClosed", err)
+		}
+		if c.Err() != nil {
+			t.Errorf("close error %v, want nil: the connection drained cleanly", c.Err())
+		}
+		waitFor(t, shut, 5*time.Second, "Shutdown")
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
 }
