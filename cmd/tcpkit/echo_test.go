@@ -338,7 +338,9 @@ func TestEchoNoDelay(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := startEcho(t, append(tt.args, "--quiet", "127.0.0.1:0")...)
+			// The goroutine engine, so that the test can see the accepted
+			// socket; the root package checks TCP_NODELAY on both engines.
+			e := startEcho(t, append(tt.args, "--quiet", "--engine", "goroutine", "127.0.0.1:0")...)
 			if got := e.srv.ConnConfig.Nagle; got != tt.nagle {
 				t.Errorf("ConnConfig.Nagle = %v, want %v", got, tt.nagle)
 			}
@@ -516,4 +518,29 @@ func TestEchoSecondSignal(t *testing.T) {
 		t.Errorf("socket file still there: %v", err)
 	}
 	waitContains(t, e.stderr, "second signal")
+}
+
+// TestEchoEngine checks --engine: epoll by default on Linux, named in the
+// listening line, and both engines echo.
+func TestEchoEngine(t *testing.T) {
+	for _, tt := range []struct{ args, want string }{
+		{"", "engine=" + defaultEngine},
+		{"epoll", "engine=epoll"},
+		{"goroutine", "engine=goroutine"},
+	} {
+		t.Run(tt.want, func(t *testing.T) {
+			args := []string{"127.0.0.1:0"}
+			if tt.args != "" {
+				args = append([]string{"--engine", tt.args}, args...)
+			}
+			e := startEcho(t, args...)
+			if got := string(exchange(t, e.addr(), []byte("x"))); got != "hello\r\nx" {
+				t.Errorf("got %q", got)
+			}
+			waitContains(t, e.stderr, tt.want)
+		})
+	}
+	if r := runCLI(t, nil, "echo", "--engine", "threads"); r.code != exitUsage || !strings.Contains(r.stderr, "--engine") {
+		t.Errorf("--engine threads: exit %d, stderr %q; want a usage error naming the flag", r.code, r.stderr)
+	}
 }

@@ -20,69 +20,73 @@ import (
 // once, and the server must exit 0 only after the last client finished.
 func TestEchoShutdownUnderLoad(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			const clients, size, chunk = 12, 2 << 20, 64 << 10
-			p, addr := startEchoProcess(t, "--greeting=", "--grace", "60s", tr.listen(t))
-			half := make(chan struct{}, clients)
-			errs := make(chan error, clients)
-			var (
-				wg       sync.WaitGroup
-				mu       sync.Mutex
-				lastDone time.Time
-			)
-			for i := range clients {
-				nc := dial(t, addr)
-				wg.Go(func() {
-					ended, err := streamtest.Echo(nc, uint64(i+1), size, chunk, half)
-					mu.Lock()
-					if ended.After(lastDone) {
-						lastDone = ended
-					}
-					mu.Unlock()
-					if err != nil {
-						errs <- fmt.Errorf("client %d: %w", i, err)
-					}
-				})
+		for _, engine := range []string{"epoll", "goroutine"} {
+			t.Run(tr.name+"/"+engine, func(t *testing.T) { testEchoShutdownUnderLoad(t, tr, engine) })
+		}
+	}
+}
+
+func testEchoShutdownUnderLoad(t *testing.T, tr transport, engine string) {
+	const clients, size, chunk = 12, 2 << 20, 64 << 10
+	p, addr := startEchoProcess(t, "--greeting=", "--grace", "60s", "--engine", engine, tr.listen(t))
+	half := make(chan struct{}, clients)
+	errs := make(chan error, clients)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		lastDone time.Time
+	)
+	for i := range clients {
+		nc := dial(t, addr)
+		wg.Go(func() {
+			ended, err := streamtest.Echo(nc, uint64(i+1), size, chunk, half)
+			mu.Lock()
+			if ended.After(lastDone) {
+				lastDone = ended
 			}
-			for range clients {
-				p.line(t, "client connected")
-			}
-			for range clients {
-				select {
-				case <-half:
-				case <-time.After(waitLimit):
-					t.Fatal("the clients did not get half way")
-				}
-			}
-			p.signal(t, syscall.SIGTERM)
-			p.line(t, "shutting down")
-			network, address := splitAddr(t, addr)
-			if nc, err := net.DialTimeout(network, address, time.Second); err == nil {
-				nc.Close()
-				t.Error("a new connection was accepted after shutting down began")
-			}
-			allDone := make(chan struct{})
-			go func() { wg.Wait(); close(allDone) }()
-			select {
-			case <-allDone:
-			case <-time.After(2 * waitLimit):
-				t.Fatal("the clients did not finish")
-			}
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-			if code := p.wait(t); code != 0 {
-				t.Errorf("exit status %d, want 0:\n%s", code, p.stderr.String())
-			}
-			if p.at.Before(lastDone) {
-				t.Errorf("exited %v before the last client finished sending", lastDone.Sub(p.at))
-			}
-			log := p.stderr.String()
-			if n := strings.Count(log, "client disconnected"); n != clients || strings.Contains(log, "cut off") {
-				t.Errorf("%d clean disconnects of %d, or a cut connection:\n%s", n, clients, log)
+			mu.Unlock()
+			if err != nil {
+				errs <- fmt.Errorf("client %d: %w", i, err)
 			}
 		})
+	}
+	for range clients {
+		p.line(t, "client connected")
+	}
+	for range clients {
+		select {
+		case <-half:
+		case <-time.After(waitLimit):
+			t.Fatal("the clients did not get half way")
+		}
+	}
+	p.signal(t, syscall.SIGTERM)
+	p.line(t, "shutting down")
+	network, address := splitAddr(t, addr)
+	if nc, err := net.DialTimeout(network, address, time.Second); err == nil {
+		nc.Close()
+		t.Error("a new connection was accepted after shutting down began")
+	}
+	allDone := make(chan struct{})
+	go func() { wg.Wait(); close(allDone) }()
+	select {
+	case <-allDone:
+	case <-time.After(2 * waitLimit):
+		t.Fatal("the clients did not finish")
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit status %d, want 0:\n%s", code, p.stderr.String())
+	}
+	if p.at.Before(lastDone) {
+		t.Errorf("exited %v before the last client finished sending", lastDone.Sub(p.at))
+	}
+	log := p.stderr.String()
+	if n := strings.Count(log, "client disconnected"); n != clients || strings.Contains(log, "cut off") {
+		t.Errorf("%d clean disconnects of %d, or a cut connection:\n%s", n, clients, log)
 	}
 }
 
