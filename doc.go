@@ -84,11 +84,11 @@
 //
 // All callbacks of one Conn, the Handler included, run on one goroutine, one
 // at a time: two callbacks of the same Conn never run at once. Under the
-// goroutine engine, today's default and only engine, that is the
-// connection's own goroutine, the one that runs its read loop. Under an
-// event-loop engine (planned: epoll), it is the loop's goroutine, shared by
-// many connections, so a callback that blocks stalls every connection on
-// that loop. Callbacks that follow two rules work under both:
+// goroutine engine, the default, that is the connection's own goroutine,
+// the one that runs its read loop. Under the epoll engine, it is one of a
+// few event-loop goroutines, shared by many connections, so a callback
+// that blocks stalls every connection on that loop (see Engines).
+// Callbacks that follow two rules work under both:
 //
 //   - Never block in a callback: no blocking I/O, no Dial (it waits for the
 //     connect), no waiting on a channel or a lock held elsewhere, no
@@ -112,6 +112,30 @@
 // the goroutine that runs Serve for the listener concerned (so, with several
 // listeners, possibly at once); OnClose on the goroutine that closed the
 // last connection or called Close.
+//
+// # Engines
+//
+// An [Engine] runs connections: it reads their sockets, flushes their write
+// queues and delivers their events. The event rules above are written once
+// and hold on every engine; [Server.Engine] and [Dialer.Engine] choose one.
+//
+//   - [GoroutineEngine], the default (a nil Engine), gives each connection a
+//     goroutine of its own, blocking in Go's netpoller, and a writer
+//     goroutine while its queue has bytes. It forgives callbacks that block:
+//     only their own connection waits. A waiting connection holds no read
+//     buffer (about 7 KiB per idle connection, as with package net).
+//   - The epoll engine ([NewEpollEngine], Linux only) runs connections on a
+//     few event loops, one per CPU by default, each with one read buffer
+//     shared by its connections (under 2 KiB per idle connection). A
+//     callback that blocks holds up its whole loop; one that holds it longer
+//     than EpollConfig.BlockingThreshold (100ms) is logged once per
+//     connection and counted ([EpollEngine.SlowCallbacks]). It needs
+//     listeners and connections with file descriptors: serving a
+//     net.Listener without one is an error, not a quiet fallback.
+//
+// Pick the goroutine engine for handlers that call blocking code, and the
+// epoll engine for very many connections whose handlers never block, such
+// as proxies, echo and chat servers: tcpkit echo uses it on Linux.
 //
 // # Data has no message boundaries
 //
