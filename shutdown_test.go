@@ -34,28 +34,14 @@ func TestShutdownUnderLoad(t *testing.T) {
 			Pipe(c, c)
 		}}
 		addr, served := serveOn(t, e, s, addr)
-		half := make(chan struct{}, clients)
-		errs := make(chan error, clients)
-		var finished sync.WaitGroup
-		var lastDone time.Time
-		var mu sync.Mutex
-		for i := range clients {
-			nc := dialRaw(t, addr)
-			finished.Go(func() {
-				ended, err := streamtest.Echo(nc, uint64(i+1), size, chunk, half)
-				mu.Lock()
-				if ended.After(lastDone) {
-					lastDone = ended
-				}
-				mu.Unlock()
-				if err != nil {
-					errs <- fmt.Errorf("client %d: %w", i, err)
-				}
-			})
+		conns := make([]net.Conn, clients)
+		for i := range conns {
+			conns[i] = dialRaw(t, addr)
 		}
+		streams := streamtest.Start(conns, size, chunk)
 		for range clients {
 			waitFor(t, opened, 10*time.Second, "every connection accepted")
-			waitFor(t, half, 30*time.Second, "every client half way")
+			waitFor(t, streams.Half, 30*time.Second, "every client half way")
 		}
 		shut := make(chan error, 1)
 		var shutAt time.Time // when Shutdown returned
@@ -72,20 +58,18 @@ func TestShutdownUnderLoad(t *testing.T) {
 			nc.Close()
 			t.Error("a new connection was accepted during Shutdown")
 		}
-		allDone := make(chan struct{})
-		go func() { finished.Wait(); close(allDone) }()
-		waitFor(t, allDone, 60*time.Second, "the clients")
-		close(errs)
-		for err := range errs {
+		lastEnd, errs, ok := streams.Wait(60 * time.Second)
+		if !ok {
+			t.Fatal("the clients did not finish within 60s")
+		}
+		for _, err := range errs {
 			t.Error(err)
 		}
 		if err := waitFor(t, shut, 10*time.Second, "Shutdown"); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if shutAt.Before(lastDone) {
-			t.Errorf("Shutdown returned %v before the last client finished sending", lastDone.Sub(shutAt))
+		if shutAt.Before(lastEnd) {
+			t.Errorf("Shutdown returned %v before the last client finished sending", lastEnd.Sub(shutAt))
 		}
 		close(cut)
 		for err := range cut {

@@ -309,16 +309,24 @@ func (p *program) wait(t *testing.T) error {
 // line waits for the next line from the peer that contains want.
 func (p *program) line(t *testing.T, want string) string {
 	t.Helper()
+	return nextLine(t, p.lines, want, func() string {
+		return fmt.Sprintf("from %s; stdout:\n%s\nstderr:\n%s", p.cmd.Path, p.stdout.String(), p.stderr.String())
+	})
+}
+
+// nextLine waits, for at most waitLimit, for the next of lines that
+// contains want; failing, it says what else there is to know with more.
+func nextLine(t *testing.T, lines <-chan string, want string, more func() string) string {
+	t.Helper()
 	timeout := time.After(waitLimit)
 	for {
 		select {
-		case l := <-p.lines:
+		case l := <-lines:
 			if strings.Contains(l, want) {
 				return l
 			}
 		case <-timeout:
-			t.Fatalf("no line with %q from %s within %v; stdout:\n%s\nstderr:\n%s",
-				want, p.cmd.Path, waitLimit, p.stdout.String(), p.stderr.String())
+			t.Fatalf("no line with %q within %v %s", want, waitLimit, more())
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -72,17 +71,7 @@ func startProcess(t *testing.T, args ...string) *process {
 // line waits for the next stderr line that contains want.
 func (p *process) line(t *testing.T, want string) string {
 	t.Helper()
-	timeout := time.After(waitLimit)
-	for {
-		select {
-		case l := <-p.lines:
-			if strings.Contains(l, want) {
-				return l
-			}
-		case <-timeout:
-			t.Fatalf("no line with %q within %v; stderr:\n%s", want, waitLimit, p.stderr.String())
-		}
-	}
+	return nextLine(t, p.lines, want, func() string { return "; stderr:\n" + p.stderr.String() })
 }
 
 // signal sends sig to the process.

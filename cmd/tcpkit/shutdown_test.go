@@ -2,11 +2,9 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,33 +27,17 @@ func TestEchoShutdownUnderLoad(t *testing.T) {
 func testEchoShutdownUnderLoad(t *testing.T, tr transport, engine string) {
 	const clients, size, chunk = 12, 2 << 20, 64 << 10
 	p, addr := startEchoProcess(t, "--greeting=", "--grace", "60s", "--engine", engine, tr.listen(t))
-	half := make(chan struct{}, clients)
-	errs := make(chan error, clients)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		lastDone time.Time
-	)
-	for i := range clients {
-		nc := dial(t, addr)
-		wg.Go(func() {
-			ended, err := streamtest.Echo(nc, uint64(i+1), size, chunk, half)
-			mu.Lock()
-			if ended.After(lastDone) {
-				lastDone = ended
-			}
-			mu.Unlock()
-			if err != nil {
-				errs <- fmt.Errorf("client %d: %w", i, err)
-			}
-		})
+	conns := make([]net.Conn, clients)
+	for i := range conns {
+		conns[i] = dial(t, addr)
 	}
+	streams := streamtest.Start(conns, size, chunk)
 	for range clients {
 		p.line(t, "client connected")
 	}
 	for range clients {
 		select {
-		case <-half:
+		case <-streams.Half:
 		case <-time.After(waitLimit):
 			t.Fatal("the clients did not get half way")
 		}
@@ -67,22 +49,18 @@ func testEchoShutdownUnderLoad(t *testing.T, tr transport, engine string) {
 		nc.Close()
 		t.Error("a new connection was accepted after shutting down began")
 	}
-	allDone := make(chan struct{})
-	go func() { wg.Wait(); close(allDone) }()
-	select {
-	case <-allDone:
-	case <-time.After(2 * waitLimit):
+	lastEnd, errs, ok := streams.Wait(2 * waitLimit)
+	if !ok {
 		t.Fatal("the clients did not finish")
 	}
-	close(errs)
-	for err := range errs {
+	for _, err := range errs {
 		t.Error(err)
 	}
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit status %d, want 0:\n%s", code, p.stderr.String())
 	}
-	if p.at.Before(lastDone) {
-		t.Errorf("exited %v before the last client finished sending", lastDone.Sub(p.at))
+	if p.at.Before(lastEnd) {
+		t.Errorf("exited %v before the last client finished sending", lastEnd.Sub(p.at))
 	}
 	log := p.stderr.String()
 	if n := strings.Count(log, "client disconnected"); n != clients || strings.Contains(log, "cut off") {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -59,4 +60,49 @@ func Echo(nc net.Conn, seed uint64, size, chunk int, half chan<- struct{}) (ende
 		return ended, fmt.Errorf("echo differs from the stream at byte %d of %d", i, size)
 	}
 	return ended, nil
+}
+
+// A Group runs Echo on several connections at once, with seeds 1, 2, ...
+type Group struct {
+	Half chan struct{} // gets a value as each stream passes half way
+
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	ended time.Time // the latest of the streams' half-closes
+	errs  []error
+}
+
+// Start runs Echo, with size and chunk, on each of conns.
+func Start(conns []net.Conn, size, chunk int) *Group {
+	g := &Group{Half: make(chan struct{}, len(conns))}
+	for i, nc := range conns {
+		g.wg.Go(func() {
+			ended, err := Echo(nc, uint64(i+1), size, chunk, g.Half)
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if ended.After(g.ended) {
+				g.ended = ended
+			}
+			if err != nil {
+				g.errs = append(g.errs, fmt.Errorf("client %d: %w", i, err))
+			}
+		})
+	}
+	return g
+}
+
+// Wait waits, for at most timeout, for every stream to finish, and returns
+// the moment just before the last one half-closed and the errors of those
+// that failed; ok is false if the streams did not finish in time.
+func (g *Group) Wait(timeout time.Duration) (lastEnd time.Time, errs []error, ok bool) {
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		return time.Time{}, nil, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ended, g.errs, true
 }
