@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,10 +100,16 @@ var engines = []engine{
 	{name: "goroutine", apply: func(*Server) {}},
 }
 
-// forEachEngine runs f as a subtest on every engine.
+// forEachEngine runs f as a subtest on every engine, or on those named in
+// TCPKIT_TEST_ENGINES (comma-separated), which scripts/mutate.sh sets to
+// halve its runs.
 func forEachEngine(t *testing.T, f func(t *testing.T, e engine)) {
 	t.Helper()
+	only := os.Getenv("TCPKIT_TEST_ENGINES")
 	for _, e := range engines {
+		if only != "" && !slices.Contains(strings.Split(only, ","), e.name) {
+			continue
+		}
 		t.Run(e.name, func(t *testing.T) { f(t, e) })
 	}
 }
