@@ -307,7 +307,8 @@ type epollDriver struct {
 	peerEnd      bool
 	writable     bool
 	slowReported bool
-	timerSeq     uint64
+	timerSeq     uint64    // the live heap entry's seq; older entries are stale
+	timerAt      time.Time // the live entry's time; zero for none
 }
 
 // stepOnce runs the event rules once, reading while the socket has input.
@@ -399,7 +400,11 @@ func (d *epollDriver) wake() {
 }
 
 func (d *epollDriver) setTimer(deadline time.Time) {
+	if deadline.Equal(d.timerAt) {
+		return // armed already: the heap needs no second entry
+	}
 	d.timerSeq++
+	d.timerAt = deadline
 	if !deadline.IsZero() {
 		heap.Push(&d.l.timers, timerEntry{at: deadline, d: d, seq: d.timerSeq})
 	}
@@ -544,5 +549,6 @@ func (h *timerHeap) popDue(now time.Time) (*epollDriver, bool) {
 	}
 	e := heap.Pop(h).(timerEntry)
 	e.d.timerSeq++ // fired: a later setTimer arms it again
+	e.d.timerAt = time.Time{}
 	return e.d, true
 }

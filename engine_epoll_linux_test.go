@@ -92,3 +92,22 @@ func TestEpollReportsBlockingCallback(t *testing.T) {
 	s.Shutdown(ctx)
 	waitFor(t, served, 5*time.Second, "Serve to return")
 }
+
+// Re-arming a timer at the time it is armed for adds nothing to the
+// loop's heap, so that busy connections with timeouts do not grow it.
+func TestEpollTimerHeapStaysSmall(t *testing.T) {
+	l := &epollLoop{} // not running: the test plays its goroutine
+	d := &epollDriver{l: l}
+	at := time.Now().Add(time.Hour)
+	for range 100 {
+		d.setTimer(at)
+	}
+	if n := l.timers.Len(); n != 1 {
+		t.Errorf("100 identical setTimer calls left %d heap entries, want 1", n)
+	}
+	d.setTimer(at.Add(time.Second))
+	d.setTimer(time.Time{})
+	if _, ok := l.timers.next(); ok {
+		t.Error("a timer turned off is still live")
+	}
+}
