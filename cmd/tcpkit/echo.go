@@ -238,7 +238,7 @@ func shutdown(srv *tcpkit.Server, log *slog.Logger, sigs <-chan os.Signal, grace
 	default:
 	}
 	switch n := cut.Load(); {
-	case second == nil && err != nil:
+	case second == nil && err != nil && n > 0:
 		log.Warn("grace period over: reset the remaining connections", "cut", n)
 	case n > 0:
 		log.Warn("shutdown cut connections short", "cut", n)
