@@ -119,6 +119,10 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		return &exitErr{code: exitUsage, msg: "--shutdown-idle must be positive"}
 	}
 	log := newLogger(a.stderr, o.logFormat.value, o.quiet)
+	if o.grace < o.shutdownIdle {
+		log.Warn("--grace is shorter than --shutdown-idle: connections active at shutdown will be reset rather than drained",
+			"grace", o.grace.String(), "shutdown_idle", o.shutdownIdle.String())
+	}
 	sigs, unsubscribe := a.subscribe()
 	defer unsubscribe()
 

@@ -91,7 +91,7 @@ func TestEchoGraceRunsOut(t *testing.T) {
 				t.Errorf("the cut client read until %v, want ECONNRESET", err)
 			}
 			log := p.stderr.String()
-			for _, want := range []string{`msg="client cut off by shutdown"`, `err="tcpkit: server closed: the shutdown grace period ran out`,
+			for _, want := range []string{`msg="client cut off by shutdown"`, "--grace is shorter than --shutdown-idle", `err="tcpkit: server closed: the shutdown grace period ran out`,
 				`msg="grace period over: reset the remaining connections" cut=1`} {
 				if !strings.Contains(log, want) {
 					t.Errorf("log lacks %s:\n%s", want, log)
