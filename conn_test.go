@@ -493,3 +493,42 @@ func TestConnKeepAliveOffOnStdListener(t *testing.T) {
 		}
 	})
 }
+
+// After a flush, the goroutine engine keeps the emptied queue buffer for
+// reuse only if it is small: an idle connection holds no large buffer
+// after a burst.
+func TestConnKeepsOnlySmallSpareBuffer(t *testing.T) {
+	conns := make(chan *Conn, 1)
+	s := &Server{ConnConfig: ConnConfig{SendBuffer: 4 << 10, MaxBuffered: 16 << 20}, Handler: func(c *Conn) { conns <- c }}
+	addr := startServer(t, engines[0], s, "127.0.0.1:0")
+	nc := dialRaw(t, addr)
+	c := waitFor(t, conns, 5*time.Second, "connection")
+	var read int64 // by the client so far
+	spare := func(write int) int {
+		t.Helper()
+		fillKernel(t, c)
+		c.Write(make([]byte, write))
+		total := c.BytesWritten() + int64(c.Buffered()) // all the server took
+		n, err := io.CopyN(io.Discard, nc, total-read)  // let it all drain
+		read += n
+		if err != nil {
+			t.Fatalf("reading the burst: %v", err)
+		}
+		for i := 0; c.Buffered() != 0; i++ {
+			if i == 500 {
+				t.Fatalf("the queue did not drain: %d bytes left", c.Buffered())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return cap(c.spare)
+	}
+	if got := spare(1 << 10); got == 0 || got > maxSpare {
+		t.Errorf("after a small burst, spare buffer of %d bytes, want one kept, at most %d", got, maxSpare)
+	}
+	if got := spare(1 << 20); got > maxSpare {
+		t.Errorf("after a 1 MiB burst, spare buffer of %d bytes, want at most %d", got, maxSpare)
+	}
+	c.Close()
+}
