@@ -19,7 +19,8 @@ type fakeDriver struct {
 	mu      sync.Mutex
 	calls   []string // closeWrite, close, close(reset), startFlush
 	written bytes.Buffer
-	take    int
+	take    int  // the most one write takes; 0 for all
+	full    bool // writes take nothing
 	timer   time.Time
 	wakes   int
 }
@@ -52,6 +53,9 @@ func (d *fakeDriver) write(p []byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := len(p)
+	if d.full {
+		return 0, nil
+	}
 	if d.take > 0 {
 		n = min(n, d.take)
 	}
@@ -301,4 +305,26 @@ func TestStateCloseInListenerStopsTheRest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The drain event fires once the queue, having gone over HighWater, falls
+// to LowWater exactly, not only below it.
+func TestStateDrainAtLowWater(t *testing.T) {
+	c, d := newFakeConn(t, ConnConfig{HighWater: 100, LowWater: 25, ReadBufferSize: 100, MaxBuffered: 1000}, nil)
+	d.full = true
+	if _, err := c.Write(make([]byte, 150)); err != nil || c.Buffered() != 150 {
+		t.Fatalf("Write: %v, queued %d", err, c.Buffered())
+	}
+	took := 0
+	c.flushNow(func(p []byte) (int, error) { // the socket takes 125 bytes, then is full
+		n := min(len(p), 125-took)
+		took += n
+		return n, nil
+	})
+	if c.Buffered() != 25 || c.drainCount() != 1 {
+		t.Errorf("queue %d bytes (LowWater 25), %d drain events; want one", c.Buffered(), c.drainCount())
+	}
+	c.Close()
+	wantAction(t, c, actClosed)
+	c.finish()
 }

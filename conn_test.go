@@ -532,3 +532,43 @@ func TestConnKeepsOnlySmallSpareBuffer(t *testing.T) {
 	}
 	c.Close()
 }
+
+// The goroutine engine's read buffer grows only when reads fill it: after
+// many short reads, a burst is still read 16 KiB at a time at first.
+func TestConnReadBufferStaysSmallForShortReads(t *testing.T) {
+	first := make(chan int, 1)
+	conns := make(chan *Conn, 1)
+	s := &Server{Handler: func(c *Conn) {
+		pings := 0
+		c.OnData(func(p []byte) {
+			if pings < 20 {
+				pings += len(p)
+				c.Write(p)
+				return
+			}
+			select {
+			case first <- len(p):
+			default:
+			}
+		})
+		conns <- c
+	}}
+	addr := startServer(t, engines[0], s, "127.0.0.1:0")
+	nc := dialRaw(t, addr)
+	c := waitFor(t, conns, 5*time.Second, "connection")
+	for range 20 { // twenty short reads
+		io.WriteString(nc, "p")
+		io.ReadFull(nc, make([]byte, 1))
+	}
+	c.Pause()
+	time.Sleep(20 * time.Millisecond) // paused before the burst arrives
+	if _, err := nc.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	c.Resume()
+	if n := waitFor(t, first, 5*time.Second, "the burst"); n > initialReadBuffer {
+		t.Errorf("first read of a burst after short reads: %d bytes, want at most the initial %d", n, initialReadBuffer)
+	}
+	c.Close()
+}
