@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tcpkit/tcpkit/internal/streamtest"
 )
 
 // echoServer starts the seed's echo server (greeting, then Pipe) and
@@ -432,6 +434,24 @@ func TestPipeDrainBeforePause(t *testing.T) {
 			t.Errorf("destination's peer got %d of %d bytes, then %v; the source stayed paused (Paused %v; dst queue %d, overHigh %v, drains %d)", n, size, err, src.Paused(), dst.Buffered(), over, gen)
 		}
 		if err := waitFor(t, sent, 10*time.Second, "the source's peer to finish"); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// With a small SendBuffer, writes are cut to a send buffer's worth; the
+// stream must still arrive byte for byte, neither short nor padded.
+func TestEchoSmallSendBuffer(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		addr = echoServer(t, e, addr, ConnConfig{SendBuffer: 4 << 10}, nil)
+		network, address, _ := ParseAddr(addr)
+		nc, err := net.DialTimeout(network, address, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := streamtest.Echo(nc, 7, 256<<10, 3000, nil); err != nil {
 			t.Error(err)
 		}
 	})
