@@ -572,3 +572,20 @@ func TestConnReadBufferStaysSmallForShortReads(t *testing.T) {
 	}
 	c.Close()
 }
+
+// Zero SendBuffer and ReceiveBuffer leave the kernel's sizes alone, rather
+// than asking for none (which the kernel rounds up to its tiny minimum).
+func TestConnSocketBuffersDefault(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		conns := make(chan *Conn, 1)
+		addr := startServer(t, e, &Server{Handler: func(c *Conn) { conns <- c }}, "127.0.0.1:0")
+		dialRaw(t, addr)
+		c := waitFor(t, conns, 5*time.Second, "connection")
+		for name, opt := range map[string]int{"SO_SNDBUF": syscall.SO_SNDBUF, "SO_RCVBUF": syscall.SO_RCVBUF} {
+			if v := sockopt(t, c, syscall.SOL_SOCKET, opt); v < 16<<10 {
+				t.Errorf("%s = %d with the zero ConnConfig; want the kernel's default (16 KiB or more)", name, v)
+			}
+		}
+		c.Close()
+	})
+}
