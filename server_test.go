@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -535,4 +536,37 @@ func TestServerServeAllReturnsEveryError(t *testing.T) {
 		t.Error("the other listener still accepts after one failed")
 	}
 	waitFor(t, s.Done(), 5*time.Second, "server close event")
+}
+
+// The server's close event waits for the close events of its connections
+// to return, even when Close comes while one is running.
+func TestServerCloseEventAfterConnectionCloseEvents(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var mu sync.Mutex
+		var order []string
+		record := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+		inClose := make(chan struct{})
+		s := &Server{
+			Handler: func(c *Conn) {
+				c.OnClose(func(error) {
+					close(inClose)
+					time.Sleep(200 * time.Millisecond)
+					record("connection closed")
+				})
+			},
+			OnClose: func() { record("server closed") },
+		}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		nc.Close() // the connection closes; its close event takes a while
+		waitFor(t, inClose, 5*time.Second, "the connection's close event")
+		s.Close()
+		waitFor(t, served, 5*time.Second, "Serve to return")
+		waitFor(t, s.Done(), 5*time.Second, "server close event")
+		mu.Lock()
+		defer mu.Unlock()
+		if want := []string{"connection closed", "server closed"}; !slices.Equal(order, want) {
+			t.Errorf("events %v, want %v", order, want)
+		}
+	})
 }
