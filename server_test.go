@@ -570,3 +570,26 @@ func TestServerCloseEventAfterConnectionCloseEvents(t *testing.T) {
 		}
 	})
 }
+
+// closeFailListener fails its Close, once it has really closed.
+type closeFailListener struct{ net.Listener }
+
+func (l closeFailListener) Close() error {
+	l.Listener.Close()
+	return errors.New("close failed")
+}
+
+// Close returns a listener's Close error, other than net.ErrClosed.
+func TestServerCloseReturnsListenerError(t *testing.T) {
+	s := &Server{}
+	ln := closeFailListener{mustListen(t, "127.0.0.1:0")}
+	listening := make(chan struct{})
+	s.OnListening = func(net.Addr) { close(listening) }
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	waitFor(t, listening, 5*time.Second, "listening event")
+	if err := s.Close(); err == nil || err.Error() != "close failed" {
+		t.Errorf("Close returned %v, want the listener's error", err)
+	}
+	waitFor(t, served, 5*time.Second, "Serve to return")
+}
