@@ -105,7 +105,7 @@ func TestConnReconnect(t *testing.T) {
 		addr = startServer(t, e, s, addr)
 		for i := range 50 {
 			var got []byte
-			c, err := Dial(context.Background(), addr, func(c *Conn) {
+			c, err := e.dial(addr, func(c *Conn) {
 				c.OnData(func(p []byte) { got = append(got, p...) })
 			})
 			if err != nil {
@@ -150,7 +150,7 @@ func TestConnPingPong(t *testing.T) {
 				done := make(chan struct{})
 				count := 0
 				var pending int
-				c, err := Dial(context.Background(), addr, func(c *Conn) {
+				c, err := e.dial(addr, func(c *Conn) {
 					c.OnData(func(p []byte) {
 						pongBytes.Add(int64(len(p)))
 						pending += len(p)
@@ -366,7 +366,7 @@ func TestConnKeepAlive(t *testing.T) {
 				cfg := ConnConfig{KeepAlive: tt.keepAlive}
 				conns := make(chan *Conn, 1)
 				addr := startServer(t, e, &Server{ConnConfig: cfg, Handler: func(c *Conn) { conns <- c }}, "127.0.0.1:0")
-				d := Dialer{ConnConfig: cfg}
+				d := Dialer{ConnConfig: cfg, Engine: e.get()}
 				dialled, err := d.Dial(context.Background(), addr, nil)
 				if err != nil {
 					t.Fatal(err)

@@ -123,8 +123,7 @@ func TestDialConnects(t *testing.T) {
 		}
 		for _, form := range forms {
 			t.Run(form, func(t *testing.T) {
-				var d Dialer
-				c := dialAndTalk(t, &d, form)
+				c := dialAndTalk(t, e.dialer(), form)
 				if got, want := addrString(c.RemoteAddr()), bound; got != want {
 					t.Errorf("RemoteAddr %q, want %q", got, want)
 				}
@@ -151,8 +150,7 @@ func TestDialIPv6(t *testing.T) {
 		if !strings.HasPrefix(bound, "[::1]:") {
 			t.Fatalf("server bound to %q, want [::1]:port", bound)
 		}
-		var d Dialer
-		dialAndTalk(t, &d, bound)
+		dialAndTalk(t, e.dialer(), bound)
 	})
 }
 
@@ -160,8 +158,9 @@ func TestDialLocalAddr(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		bound := greetingEchoServer(t, e, "127.0.0.1:0")
 		local := net.IPv4(127, 0, 0, 2)
-		d := Dialer{LocalAddr: &net.TCPAddr{IP: local}}
-		c := dialAndTalk(t, &d, bound)
+		d := e.dialer()
+		d.LocalAddr = &net.TCPAddr{IP: local}
+		c := dialAndTalk(t, d, bound)
 		if la, ok := c.LocalAddr().(*net.TCPAddr); !ok || !la.IP.Equal(local) {
 			t.Errorf("LocalAddr %v, want %v", c.LocalAddr(), local)
 		}
@@ -264,6 +263,7 @@ func TestDialHappyEyeballs(t *testing.T) {
 					queries: map[dnsmessage.Type]int{},
 				}
 				tt.dialer.Resolver = f.resolver()
+				tt.dialer.Engine = e.get()
 				start := time.Now()
 				c := dialAndTalk(t, &tt.dialer, "dual.test:"+port)
 				if el := time.Since(start); el > tt.within {

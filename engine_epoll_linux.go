@@ -330,9 +330,7 @@ func (d *epollDriver) stepOnce() (done bool) {
 		d.opened = true
 		h := d.h
 		d.h = nil
-		if !c.isClosing() {
-			c.open(h)
-		}
+		c.open(h) // first of all events, even if the connection is closing already
 	}
 	if d.writable && d.flushWanted.Load() {
 		// Cleared first: a Write that queues after flushNow has emptied

@@ -20,7 +20,8 @@ var (
 )
 
 func init() {
-	engines = append(engines, engine{name: "epoll", apply: func(s *Server) { s.Engine = testEpollEngine() }})
+	engines = append(engines, engine{name: "epoll", get: func() Engine { return testEpollEngine() },
+		apply: func(s *Server) { s.Engine = testEpollEngine() }})
 	afterTests = append(afterTests, func() {
 		if testEpoll != nil {
 			testEpoll.Close()
@@ -74,7 +75,7 @@ func TestEpollReportsBlockingCallback(t *testing.T) {
 			c.Write(p)
 		})
 	}}
-	addr, served := serveOn(t, engine{name: "epoll", apply: func(*Server) {}}, s, "127.0.0.1:0")
+	addr, served := serveOn(t, engine{name: "epoll", get: func() Engine { return e }, apply: func(*Server) {}}, s, "127.0.0.1:0")
 	nc := dialRaw(t, addr)
 	for range 3 {
 		io.WriteString(nc, "x")

@@ -2,7 +2,6 @@ package tcpkit
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -133,7 +132,7 @@ func TestEventsNormalExchange(t *testing.T) {
 			c.OnData(func(p []byte) { c.Write(bytes.ToUpper(p)) })
 		})
 		client := newRecorder()
-		c, err := Dial(context.Background(), addr, func(c *Conn) {
+		c, err := e.dial(addr, func(c *Conn) {
 			client.attach(c, "connect")
 			c.OnData(func(p []byte) {
 				if strings.Contains(string(client.bytes()), "WORLD!") {

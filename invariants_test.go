@@ -153,7 +153,7 @@ func TestEventInvariantsUnderRandomActions(t *testing.T) {
 			accepted <- pair{l, c}
 		}}
 		addr = startServer(t, e, s, addr)
-		d := Dialer{ConnConfig: cfg}
+		d := Dialer{ConnConfig: cfg, Engine: e.get()}
 		for i := range scenarios {
 			seed := uint64(i)
 			rng := rand.New(rand.NewPCG(seed, 1))

@@ -93,11 +93,20 @@ func failOnPanicLogger(t testing.TB) *slog.Logger {
 // it lands.
 type engine struct {
 	name  string
+	get   func() Engine // the Engine for a Server's or Dialer's field
 	apply func(s *Server)
 }
 
 var engines = []engine{
-	{name: "goroutine", apply: func(*Server) {}},
+	{name: "goroutine", get: func() Engine { return nil }, apply: func(*Server) {}},
+}
+
+// dialer returns a Dialer on engine e.
+func (e engine) dialer() *Dialer { return &Dialer{Engine: e.get()} }
+
+// dial is Dial on engine e.
+func (e engine) dial(addr string, h Handler) (*Conn, error) {
+	return e.dialer().Dial(context.Background(), addr, h)
 }
 
 // forEachEngine runs f as a subtest on every engine, or on those named in
