@@ -300,6 +300,12 @@ func TestServerAcceptBackoff(t *testing.T) {
 // brokenListener fails Accept with an error that is not temporary.
 type brokenListener struct{ net.Listener }
 
+// SyscallConn hands on the real listener's, so that the epoll engine serves
+// this one too.
+func (l brokenListener) SyscallConn() (syscall.RawConn, error) {
+	return l.Listener.(syscall.Conn).SyscallConn()
+}
+
 func (l brokenListener) Accept() (net.Conn, error) {
 	return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EINVAL)}
 }
@@ -523,19 +529,22 @@ func TestShutdownKeepsConnectionWithQueuedBytes(t *testing.T) {
 // A failing listener among several closes the server, and its error is
 // returned, not dropped.
 func TestServerServeAllReturnsEveryError(t *testing.T) {
-	s := &Server{Logger: failOnPanicLogger(t)}
-	good := mustListen(t, "127.0.0.1:0")
-	bad := brokenListener{mustListen(t, "127.0.0.1:0")}
-	errc := make(chan error, 1)
-	go func() { errc <- s.serveAll([]net.Listener{good, bad}) }()
-	err := waitFor(t, errc, 5*time.Second, "serveAll to return")
-	if !errors.Is(err, syscall.EINVAL) {
-		t.Errorf("serveAll returned %v, want the broken listener's EINVAL", err)
-	}
-	if _, derr := net.DialTimeout("tcp", good.Addr().String(), time.Second); derr == nil {
-		t.Error("the other listener still accepts after one failed")
-	}
-	waitFor(t, s.Done(), 5*time.Second, "server close event")
+	forEachEngine(t, func(t *testing.T, e engine) {
+		s := &Server{Logger: failOnPanicLogger(t)}
+		e.apply(s)
+		good := mustListen(t, "127.0.0.1:0")
+		bad := brokenListener{mustListen(t, "127.0.0.1:0")}
+		errc := make(chan error, 1)
+		go func() { errc <- s.serveAll([]net.Listener{good, bad}) }()
+		err := waitFor(t, errc, 5*time.Second, "serveAll to return")
+		if !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("serveAll returned %v, want the broken listener's EINVAL", err)
+		}
+		if _, derr := net.DialTimeout("tcp", good.Addr().String(), time.Second); derr == nil {
+			t.Error("the other listener still accepts after one failed")
+		}
+		waitFor(t, s.Done(), 5*time.Second, "server close event")
+	})
 }
 
 // The server's close event waits for the close events of its connections
@@ -574,6 +583,10 @@ func TestServerCloseEventAfterConnectionCloseEvents(t *testing.T) {
 // closeFailListener fails its Close, once it has really closed.
 type closeFailListener struct{ net.Listener }
 
+func (l closeFailListener) SyscallConn() (syscall.RawConn, error) {
+	return l.Listener.(syscall.Conn).SyscallConn()
+}
+
 func (l closeFailListener) Close() error {
 	l.Listener.Close()
 	return errors.New("close failed")
@@ -581,15 +594,18 @@ func (l closeFailListener) Close() error {
 
 // Close returns a listener's Close error, other than net.ErrClosed.
 func TestServerCloseReturnsListenerError(t *testing.T) {
-	s := &Server{}
-	ln := closeFailListener{mustListen(t, "127.0.0.1:0")}
-	listening := make(chan struct{})
-	s.OnListening = func(net.Addr) { close(listening) }
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	waitFor(t, listening, 5*time.Second, "listening event")
-	if err := s.Close(); err == nil || err.Error() != "close failed" {
-		t.Errorf("Close returned %v, want the listener's error", err)
-	}
-	waitFor(t, served, 5*time.Second, "Serve to return")
+	forEachEngine(t, func(t *testing.T, e engine) {
+		s := &Server{}
+		e.apply(s)
+		ln := closeFailListener{mustListen(t, "127.0.0.1:0")}
+		listening := make(chan struct{})
+		s.OnListening = func(net.Addr) { close(listening) }
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		waitFor(t, listening, 5*time.Second, "listening event")
+		if err := s.Close(); err == nil || err.Error() != "close failed" {
+			t.Errorf("Close returned %v, want the listener's error", err)
+		}
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
 }
