@@ -250,7 +250,14 @@ func (l *epollLoop) dispatch(d *epollDriver) {
 	if d.released {
 		return
 	}
-	start := time.Now()
+	// The clock is read only while the connection may still be reported:
+	// dispatch runs for every readiness of every connection.
+	t := l.e.cfg.BlockingThreshold
+	watch := t > 0 && !d.slowReported
+	var start time.Time
+	if watch {
+		start = time.Now()
+	}
 	for {
 		l.current.Store(d)
 		for !d.stepOnce() {
@@ -261,7 +268,7 @@ func (l *epollLoop) dispatch(d *epollDriver) {
 			break
 		}
 	}
-	if t := l.e.cfg.BlockingThreshold; t > 0 && !d.slowReported {
+	if watch {
 		if el := time.Since(start); el > t {
 			d.slowReported = true
 			l.e.slow.Add(1)
@@ -318,7 +325,8 @@ func (d *epollDriver) stepOnce() (done bool) {
 	c, l := d.c, d.l
 	defer c.recoverPanic()
 	if !d.registered {
-		d.tokens()
+		d.l.tokens++
+		d.token = d.l.tokens
 		if err := l.p.Add(d.fd, d.token); err != nil {
 			c.closeWith(err)
 		} else {
@@ -377,11 +385,6 @@ func (d *epollDriver) stepOnce() (done bool) {
 			c.onRead(buf[:n], nil)
 		}
 	}
-}
-
-func (d *epollDriver) tokens() {
-	d.l.tokens++
-	d.token = d.l.tokens
 }
 
 func (d *epollDriver) wake() {

@@ -41,9 +41,9 @@ type Server struct {
 
 	// ShutdownIdle is how long Shutdown waits for a connection to be idle
 	// before it ends it: no byte read or written for this long, nothing
-	// queued to write, no input waiting unread, not paused. TCP keeps no message boundaries, so
-	// tcpkit cannot see that a transfer is complete, only that bytes have
-	// stopped moving; a client streaming in bursts pauses tens to hundreds
+	// queued to write, no input waiting unread, not paused. TCP keeps no
+	// message boundaries, so tcpkit cannot see that a transfer is
+	// complete, only that bytes have stopped moving; a client streaming in bursts pauses tens to hundreds
 	// of milliseconds between writes, and must not be cut there. A
 	// connection that has been idle this long when Shutdown begins is ended
 	// at once. Default DefaultShutdownIdle (1s). Connections with
@@ -247,7 +247,8 @@ func (s *Server) Serve(ln net.Listener) error {
 // startConn tracks a new connection and starts its event goroutine, or
 // drops it if MaxConnections has been reached.
 func (s *Server) startConn(nc net.Conn) {
-	c, err := engineOr(s.Engine).newConn(nc, s.cfg, s, s.Logger) // socket options set outside the lock
+	engine := engineOr(s.Engine)
+	c, err := engine.newConn(nc, s.cfg, s, s.Logger) // socket options set outside the lock
 	if err != nil {
 		nc.Close()
 		s.reportError(err)
@@ -278,7 +279,7 @@ func (s *Server) startConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.handlers.Add(1)
 	s.mu.Unlock()
-	engineOr(s.Engine).start(c, s.Handler)
+	engine.start(c, s.Handler)
 }
 
 // connClosing is called by each connection before its close event.
