@@ -91,8 +91,7 @@ func TestShutdownIdleThreshold(t *testing.T) {
 			io.ReadFull(nc, make([]byte, 1))
 		}
 		start := time.Now()
-		shut := make(chan error, 1)
-		go func() { shut <- s.Shutdown(context.Background()) }()
+		shut := shutdownAsync(s, context.Background())
 		quietEnd := make(chan error, 1)
 		go func() {
 			b, err := io.ReadAll(quiet)
@@ -152,8 +151,7 @@ func TestShutdownWaitsForCallback(t *testing.T) {
 		nc := dialRaw(t, addr)
 		io.WriteString(nc, "q")
 		waitFor(t, inCallback, 5*time.Second, "the request")
-		shut := make(chan error, 1)
-		go func() { shut <- s.Shutdown(context.Background()) }()
+		shut := shutdownAsync(s, context.Background())
 		got, err := io.ReadAll(nc)
 		if err != nil || string(got) != "answer" {
 			t.Errorf("client read %q, %v; want the answer, then the end", got, err)
@@ -345,8 +343,7 @@ func testShutdownKeepsPaused(t *testing.T, input string) {
 		time.Sleep(100 * time.Millisecond) // idle for five ShutdownIdle periods
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
-		shut := make(chan error, 1)
-		go func() { shut <- s.Shutdown(ctx) }()
+		shut := shutdownAsync(s, ctx)
 		if _, err := io.ReadAll(nc); !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("paused connection: client read until %v, want ECONNRESET at the grace's end, not Shutdown's FIN", err)
 		}
@@ -389,8 +386,7 @@ func TestShutdownSlowCallbackWithInputWaiting(t *testing.T) {
 			sent <- nc.(interface{ CloseWrite() error }).CloseWrite()
 		}()
 		waitFor(t, inSetup, 5*time.Second, "the setup callback")
-		shut := make(chan error, 1)
-		go func() { shut <- s.Shutdown(context.Background()) }()
+		shut := shutdownAsync(s, context.Background())
 		got, err := io.ReadAll(nc)
 		if werr := waitFor(t, sent, 10*time.Second, "the client's writes"); werr != nil || err != nil || len(got) != 4*ticks {
 			t.Errorf("a client that never paused for 10ms: wrote %v, read %d of %d bytes, then %v", werr, len(got), 4*ticks, err)
@@ -423,8 +419,7 @@ func TestShutdownRecheckAfterBusyCallback(t *testing.T) {
 		nc := dialRaw(t, addr)
 		io.WriteString(nc, "q1")
 		waitFor(t, inCallback, 5*time.Second, "the first request")
-		shut := make(chan error, 1)
-		go func() { shut <- s.Shutdown(context.Background()) }()
+		shut := shutdownAsync(s, context.Background())
 		buf := make([]byte, len("answer;"))
 		if _, err := io.ReadFull(nc, buf); err != nil {
 			t.Fatal(err)
@@ -459,8 +454,7 @@ func TestShutdownKeepsConnectionWithBytesInFlight(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	time.Sleep(100 * time.Millisecond)
-	shut := make(chan error, 1)
-	go func() { shut <- s.Shutdown(ctx) }()
+	shut := shutdownAsync(s, ctx)
 	time.Sleep(150 * time.Millisecond)
 	if _, err := c.Write([]byte("x")); err != nil {
 		t.Errorf("Shutdown ended a connection with bytes in flight: Write: %v", err)
@@ -503,8 +497,7 @@ func TestShutdownEventWithSlowWorker(t *testing.T) {
 		nc := dialRaw(t, addr)
 		io.WriteString(nc, "q")
 		waitFor(t, received, 5*time.Second, "the request")
-		shut := make(chan error, 1)
-		go func() { shut <- s.Shutdown(context.Background()) }()
+		shut := shutdownAsync(s, context.Background())
 		if got, err := io.ReadAll(nc); err != nil || string(got) != "answer" {
 			t.Errorf("client read %q, %v; want the answer, then the end", got, err)
 		}
@@ -523,8 +516,7 @@ func TestShutdownLateWriteSaysWhy(t *testing.T) {
 		addr, served := serveOn(t, e, s, "127.0.0.1:0")
 		nc := dialRaw(t, addr)
 		c := waitFor(t, conns, 5*time.Second, "connection")
-		shut := make(chan error, 1)
-		go func() { shut <- s.Shutdown(context.Background()) }()
+		shut := shutdownAsync(s, context.Background())
 		io.ReadAll(nc) // the server's end
 		nc.Close()
 		waitFor(t, c.Done(), 5*time.Second, "close event")
@@ -538,4 +530,12 @@ func TestShutdownLateWriteSaysWhy(t *testing.T) {
 		waitFor(t, shut, 5*time.Second, "Shutdown")
 		waitFor(t, served, 5*time.Second, "Serve to return")
 	})
+}
+
+// shutdownAsync runs s.Shutdown(ctx) on a goroutine of its own; its result
+// comes on the channel.
+func shutdownAsync(s *Server, ctx context.Context) <-chan error {
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(ctx) }()
+	return shut
 }
