@@ -56,7 +56,7 @@ type EpollEngine struct {
 }
 
 // errEngineClosed is the close error of connections still open when their
-// engine is closed.
+// engine is closed; they are reset, so that their peers know.
 var errEngineClosed = errors.New("tcpkit: engine closed")
 
 // NewEpollEngine starts an epoll engine's loops.
@@ -94,8 +94,8 @@ func (e *EpollEngine) String() string { return "epoll" }
 // than BlockingThreshold.
 func (e *EpollEngine) SlowCallbacks() int64 { return e.slow.Load() }
 
-// Close stops the loops, closing any connection still open on them with
-// an error, and waits for them to finish.
+// Close stops the loops, resetting any connection still open on them
+// (its close error says the engine closed), and waits for them to finish.
 func (e *EpollEngine) Close() error {
 	e.once.Do(func() {
 		for _, l := range e.loops {
@@ -201,11 +201,11 @@ func (l *epollLoop) run() {
 		}
 		if closing {
 			for _, d := range l.conns {
-				d.c.closeWith(errEngineClosed)
+				d.c.resetWith(errEngineClosed) // the peer is told it was cut off
 				l.schedule(d)
 			}
 			for _, d := range inbox {
-				d.c.closeWith(errEngineClosed)
+				d.c.resetWith(errEngineClosed) // the peer is told it was cut off
 			}
 		}
 		for i, d := range l.due {

@@ -4,10 +4,12 @@ package tcpkit
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -110,5 +112,30 @@ func TestEpollTimerHeapStaysSmall(t *testing.T) {
 	d.setTimer(time.Time{})
 	if _, ok := l.timers.next(); ok {
 		t.Error("a timer turned off is still live")
+	}
+}
+
+// Closing the engine under an open connection resets it: its peer learns
+// that it was cut off, and the close error says why.
+func TestEpollCloseResetsOpenConnections(t *testing.T) {
+	e, err := NewEpollEngine(EpollConfig{Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan *Conn, 1)
+	s := &Server{Engine: e, Handler: func(c *Conn) { Pipe(c, c); conns <- c }}
+	addr, served := serveOn(t, engine{name: "epoll", get: func() Engine { return e }, apply: func(*Server) {}}, s, "127.0.0.1:0")
+	nc := dialRaw(t, addr)
+	c := waitFor(t, conns, 5*time.Second, "connection")
+	io.WriteString(nc, "x")
+	io.ReadFull(nc, make([]byte, 1))
+	s.Close()
+	waitFor(t, served, 5*time.Second, "Serve to return")
+	e.Close()
+	if _, err := io.ReadAll(nc); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("peer of a connection cut by the engine's Close read until %v, want ECONNRESET", err)
+	}
+	if !errors.Is(c.Err(), errEngineClosed) {
+		t.Errorf("close error %v, want errEngineClosed", c.Err())
 	}
 }
