@@ -226,22 +226,52 @@ func TestServerShutdownContextExpires(t *testing.T) {
 }
 
 // flakyListener returns EMFILE from Accept a set number of times, then
-// hands on to the real listener.
+// hands on to the real listener. Failures armed by failNext while Accept is
+// already waiting on the real listener are served after that Accept returns
+// a connection, which is held back until they are spent; so a run of
+// failures always happens before the next connection is served.
 type flakyListener struct {
 	net.Listener
 	mu    sync.Mutex
 	fails int
+	held  net.Conn
 }
 
 func (l *flakyListener) Accept() (net.Conn, error) {
+	if c, ok, err := l.next(); ok {
+		return c, err
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fails > 0 {
+		l.held = c
+		l.fails--
+		return nil, emfile()
+	}
+	return c, nil
+}
+
+// next returns a failure or a held connection, if one is due.
+func (l *flakyListener) next() (net.Conn, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.fails > 0 {
 		l.fails--
-		l.mu.Unlock()
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+		return nil, true, emfile()
 	}
-	l.mu.Unlock()
-	return l.Listener.Accept()
+	if c := l.held; c != nil {
+		l.held = nil
+		return c, true, nil
+	}
+	return nil, false, nil
+}
+
+func emfile() error {
+	return &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
 }
 
 // SyscallConn hands on the real listener's, so that the epoll engine, which
