@@ -2,7 +2,7 @@
 // loop per core (with -multicore) that writes back whatever a connection
 // has read. gnet closes a connection when the client ends it.
 //
-//	gnetecho -addr 127.0.0.1:8124 -multicore
+//	gnetecho -addr 127.0.0.1:8124 -multicore [-loops N]
 package main
 
 import (
@@ -36,6 +36,7 @@ func (e *echo) OnTraffic(c gnet.Conn) gnet.Action {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8124", "address to listen on, in tcpkit's grammar (host:port or a socket path)")
 	multicore := flag.Bool("multicore", true, "one event loop per CPU the process may use (else one loop)")
+	loops := flag.Int("loops", 0, "event loops; overrides -multicore (default: one, or one per CPU with -multicore)")
 	flag.Parse()
 	network, address, err := tcpkit.ParseAddr(*addr)
 	if err != nil {
@@ -43,6 +44,7 @@ func main() {
 	}
 	err = gnet.Run(&echo{addr: address}, network+"://"+address,
 		gnet.WithMulticore(*multicore),
+		gnet.WithNumEventLoop(*loops),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogLevel(logging.ErrorLevel))
 	log.Fatal(err)

@@ -1,9 +1,11 @@
 // Command tcpkitecho is tcpkit's echo server as the benchmarks run it: the
-// package's own echo, Pipe(c, c), on the default engine, with no greeting
-// and no logging per connection. (tcpkit echo --greeting ” --quiet is the
-// same server behind the command line.)
+// package's own echo, Pipe(c, c), with no greeting and no logging per
+// connection. (tcpkit echo --greeting ” --quiet is the same server behind
+// the command line.) -engine chooses the engine: goroutine (the default, a
+// goroutine per connection) or epoll (tcpkit.NewEpollEngine, by default
+// one event loop per GOMAXPROCS).
 //
-//	tcpkitecho -addr 127.0.0.1:8124
+//	tcpkitecho -addr 127.0.0.1:8124 [-engine epoll [-loops N]]
 package main
 
 import (
@@ -23,6 +25,8 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8124", "address to listen on, in tcpkit's grammar (host:port or a socket path)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file, until SIGINT or SIGTERM")
 	readBuf := flag.Int("readbuf", 0, "ConnConfig.ReadBufferSize (default: tcpkit's, 64 KiB)")
+	engine := flag.String("engine", "goroutine", "goroutine (tcpkit's default engine) or epoll")
+	loops := flag.Int("loops", 0, "event loops of the epoll engine (default GOMAXPROCS)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		stop, err := profile(*cpuProfile)
@@ -42,6 +46,17 @@ func main() {
 		Handler:     func(c *tcpkit.Conn) { tcpkit.Pipe(c, c) },
 		ConnConfig:  tcpkit.ConnConfig{ReadBufferSize: *readBuf},
 		OnListening: func(a net.Addr) { fmt.Println("listening", a) },
+	}
+	switch *engine {
+	case "goroutine":
+	case "epoll":
+		e, err := tcpkit.NewEpollEngine(tcpkit.EpollConfig{Loops: *loops})
+		if err != nil {
+			log.Fatal(err)
+		}
+		srv.Engine = e
+	default:
+		log.Fatalf("unknown engine %q (want goroutine or epoll)", *engine)
 	}
 	log.Fatal(srv.ListenAndServe())
 }
