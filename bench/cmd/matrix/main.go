@@ -1,11 +1,18 @@
-// Command matrix runs the side-by-side benchmark of tcpkit's echo server
-// against its peers (Go's net, gnet, Node), and the yardstick of the load
-// generator against a minimal Go client loop. It starts each server pinned
-// to CPU 0 and each load pinned to CPU 1 (taskset), one fresh server
-// process per run, writes every raw result as JSON under -out, and prints
-// Markdown tables to stdout. bench/run.sh builds the binaries and calls it.
+// Command matrix runs the side-by-side benchmark of tcpkit's echo server,
+// on both of its engines, against its peers (Go's net, gnet, a C epoll
+// loop, Node), and the yardstick of the load generator against a minimal Go
+// client loop. It starts each server pinned to CPU 0 and each load pinned
+// to CPU 1 (taskset), or, with -unpinned, both free on every CPU with
+// -procs loops or threads per server; one fresh server process per run. It
+// writes every raw result as JSON under -out, and prints Markdown tables to
+// stdout. bench/run.sh builds the binaries and calls it.
 //
-//	matrix -bin bin -peers peers -out results/2026-11-30 [-quick]
+//	matrix -bin bin -peers peers -out results/2026-11-30 [-quick] [-unpinned]
+//	matrix -bin bin -out results/scale -scale 19000
+//
+// -scale N runs only the scale cell: N connections held idle on each of
+// tcpkit-epoll, gnet and c (or -servers), the server's memory per
+// connection.
 package main
 
 import (
@@ -35,14 +42,39 @@ type server struct {
 	argv func(m *matrix, addr string) []string
 }
 
+// Pinned, the Go servers see one CPU, so GOMAXPROCS is 1 and tcpkit-epoll
+// and gnet run one loop each; unpinned, the matrix sets GOMAXPROCS to
+// m.procs, and gives gnet and cecho as many loops.
 var servers = []server{
 	{"tcpkit", func(m *matrix, addr string) []string { return []string{m.bin("tcpkitecho"), "-addr", addr} }},
+	{"tcpkit-epoll", func(m *matrix, addr string) []string {
+		return []string{m.bin("tcpkitecho"), "-addr", addr, "-engine", "epoll"}
+	}},
 	{"std", func(m *matrix, addr string) []string { return []string{m.bin("stdecho"), "-addr", addr} }},
-	{"gnet", func(m *matrix, addr string) []string { return []string{m.bin("gnetecho"), "-addr", addr, "-multicore"} }},
+	{"gnet", func(m *matrix, addr string) []string {
+		argv := []string{m.bin("gnetecho"), "-addr", addr, "-multicore"}
+		if m.unpinned {
+			argv = append(argv, "-loops", strconv.Itoa(m.procs))
+		}
+		return argv
+	}},
+	{"c", func(m *matrix, addr string) []string {
+		argv := []string{m.bin("cecho"), "-addr", addr}
+		if m.unpinned {
+			argv = append(argv, "-t", strconv.Itoa(m.procs))
+		}
+		return argv
+	}},
 	{"node", func(m *matrix, addr string) []string {
 		return []string{"node", filepath.Join(m.peers, "nodeecho.js"), addr}
 	}},
 }
+
+// Default server lists of the matrix and of the scale cell.
+const (
+	defaultServers      = "tcpkit,tcpkit-epoll,std,gnet,c,node"
+	defaultScaleServers = "tcpkit-epoll,gnet,c"
+)
 
 // A cell is one load shape of the matrix.
 type cell struct {
@@ -73,6 +105,9 @@ type matrix struct {
 	duration, warmup   time.Duration
 	idleConns          int
 	idleHold           time.Duration
+	scale              int  // connections of the scale cell; 0: run the matrix
+	unpinned           bool // no taskset; GOMAXPROCS=procs, procs loops
+	procs              int
 	servers            []server
 	log                io.Writer
 }
@@ -88,7 +123,7 @@ func main() {
 func run() error {
 	m := &matrix{log: os.Stderr}
 	quick := flag.Bool("quick", false, "a short run: 1s windows, one repetition, 1,000 idle connections")
-	only := flag.String("servers", "tcpkit,std,gnet,node", "servers to run, comma-separated")
+	only := flag.String("servers", defaultServers, "servers to run, comma-separated (with -scale: "+defaultScaleServers+")")
 	skipYard := flag.Bool("no-yardstick", false, "skip the loadgen-versus-clientloop comparison")
 	skipIdle := flag.Bool("no-idle", false, "skip the idle-memory cell")
 	cellsRE := flag.String("cells", "", "run only the message cells whose name matches this regular expression")
@@ -98,11 +133,20 @@ func run() error {
 	flag.IntVar(&m.reps, "reps", 5, "repetitions of each cell")
 	flag.DurationVar(&m.duration, "duration", 2*time.Second, "measured window of each run")
 	flag.DurationVar(&m.warmup, "warmup", 300*time.Millisecond, "warmup of each run")
-	flag.IntVar(&m.idleConns, "idle-conns", 5000, "connections of the idle-memory cell")
-	flag.DurationVar(&m.idleHold, "idle-hold", 3*time.Second, "hold time of the idle-memory cell")
+	flag.IntVar(&m.idleConns, "idle-conns", 10000, "connections of the idle-memory cell")
+	flag.DurationVar(&m.idleHold, "idle-hold", 3*time.Second, "hold time of the idle-memory and scale cells")
+	flag.IntVar(&m.scale, "scale", 0, "run only the scale cell: hold this many connections, each echoed once, on each server")
+	flag.BoolVar(&m.unpinned, "unpinned", false, "run servers and load without taskset, the servers with GOMAXPROCS=-procs (and as many loops or threads)")
+	flag.IntVar(&m.procs, "procs", 2, "with -unpinned: GOMAXPROCS of the Go servers, loops of gnet, threads of cecho")
 	flag.Parse()
 	if *quick {
 		m.reps, m.duration, m.warmup, m.idleConns, m.idleHold = 1, time.Second, 200*time.Millisecond, 1000, time.Second
+	}
+	if m.procs < 1 {
+		return fmt.Errorf("-procs must be positive")
+	}
+	if m.scale > 0 && !flagSet("servers") {
+		*only = defaultScaleServers
 	}
 	for _, name := range strings.Split(*only, ",") {
 		i := slices.IndexFunc(servers, func(s server) bool { return s.name == name })
@@ -125,16 +169,20 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	for _, c := range mainCells {
-		if re.MatchString(c.name) {
-			rep.cells = append(rep.cells, m.runCell(c))
+	if m.scale > 0 {
+		rep.scale = m.runIdle(m.scale, "scale")
+	} else {
+		for _, c := range mainCells {
+			if re.MatchString(c.name) {
+				rep.cells = append(rep.cells, m.runCell(c))
+			}
 		}
-	}
-	if !*skipIdle {
-		rep.idle = m.runIdle()
-	}
-	if !*skipYard {
-		rep.yard = m.runYardstick()
+		if !*skipIdle {
+			rep.idle = m.runIdle(m.idleConns, "idle")
+		}
+		if !*skipYard {
+			rep.yard = m.runYardstick()
+		}
 	}
 	rep.took = time.Since(start)
 	md := rep.markdown(m)
@@ -142,11 +190,18 @@ func run() error {
 	if err := os.WriteFile(filepath.Join(m.out, "summary.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(rep.jsonForm(), "", "  ")
+	b, err := json.MarshalIndent(rep.jsonForm(m), "", "  ")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(m.out, "summary.json"), append(b, '\n'), 0o644)
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // describe returns the lines that say what ran where.
@@ -169,12 +224,40 @@ func (m *matrix) describe() []string {
 	if st, _ := exec.Command("git", "-C", "..", "status", "--porcelain", "--untracked-files=no").Output(); len(st) > 0 {
 		dirty = ", with uncommitted changes"
 	}
-	return []string{
+	ccV, _ := exec.Command("cc", "--version").Output()
+	ccLine, _, _ := strings.Cut(string(ccV), "\n")
+	lines := []string{
 		fmt.Sprintf("tcpkit at %s%s", strings.TrimSpace(string(rev)), dirty),
-		fmt.Sprintf("%s, %d CPUs, Linux %s, %s, Node %s", cpu, runtime.NumCPU(), kernel, runtime.Version(), strings.TrimSpace(string(nodeV))),
-		fmt.Sprintf("server pinned to CPU 0, load to CPU 1 (taskset); %d run(s) per cell, each %s after a %s warmup, a fresh server process per run",
-			m.reps, m.duration, m.warmup),
+		fmt.Sprintf("%s, %d CPUs, Linux %s, %s, Node %s, cc: %s", cpu, runtime.NumCPU(), kernel, runtime.Version(),
+			strings.TrimSpace(string(nodeV)), strings.TrimSpace(ccLine)),
+		"mode: " + m.modeLine(),
 	}
+	if m.scale > 0 {
+		return append(lines, fmt.Sprintf("scale cell only: %s connections per server, held %s", num(float64(m.scale)), m.idleHold))
+	}
+	return append(lines, fmt.Sprintf("%d run(s) per cell, each %s after a %s warmup, a fresh server process per run",
+		m.reps, m.duration, m.warmup))
+}
+
+// modeLine says how servers and load were placed on the CPUs.
+func (m *matrix) modeLine() string {
+	if m.unpinned {
+		return fmt.Sprintf("**unpinned**: servers and load free on all %d CPUs (no taskset); Go servers with GOMAXPROCS=%d, "+
+			"so tcpkit-epoll runs %d loops; gnet %d loops, c (cecho) %d threads; server CPU can exceed 100%%",
+			runtime.NumCPU(), m.procs, m.procs, m.procs, m.procs)
+	}
+	return "**pinned**: server on CPU 0, load on CPU 1 (taskset); Go servers see one CPU (GOMAXPROCS=1), " +
+		"tcpkit-epoll and gnet run one loop, c (cecho) one thread"
+}
+
+// command returns the command that runs argv on cpu (taskset), or on any
+// CPU when the matrix runs unpinned. taskset execs argv, so the process's
+// id is argv's.
+func (m *matrix) command(cpu int, argv ...string) *exec.Cmd {
+	if m.unpinned {
+		return exec.Command(argv[0], argv[1:]...)
+	}
+	return exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu)}, argv...)...)
 }
 
 func cstr(b []int8) string {
@@ -212,7 +295,7 @@ func (m *matrix) runCell(c cell) cellResult {
 				fmt.Fprintf(m.log, "%s, %s, run %d: %v\n", c.name, s.name, rep+1, err)
 				continue
 			}
-			fmt.Fprintf(m.log, "%-22s %-7s run %d: %9.0f msgs/s %10.0f msgs/server-CPU-s, errors %d\n",
+			fmt.Fprintf(m.log, "%-22s %-12s run %d: %9.0f msgs/s %10.0f msgs/server-CPU-s, errors %d\n",
 				c.name, s.name, rep+1, res.MsgsPerSec, serverEff(res), res.Errors.Total())
 			cr.runs[s.name][rep] = res
 		}
@@ -220,19 +303,21 @@ func (m *matrix) runCell(c cell) cellResult {
 	return cr
 }
 
-// runIdle runs the idle-memory cell once per server.
-func (m *matrix) runIdle() map[string]*loadgen.Result {
+// runIdle runs an idle cell once per server: conns connections from four
+// source addresses (127.0.0.1–4), each checked with one echo, held for
+// m.idleHold, and checked again. name is "idle" or "scale".
+func (m *matrix) runIdle(conns int, name string) map[string]*loadgen.Result {
 	out := map[string]*loadgen.Result{}
-	args := []string{"-mode", "idle", "-conns", strconv.Itoa(m.idleConns), "-size", "64",
-		"-duration", m.idleHold.String(), "-sources", "4", "-timeout", "10s"}
+	args := []string{"-mode", "idle", "-conns", strconv.Itoa(conns), "-size", "64",
+		"-duration", m.idleHold.String(), "-sources", "4", "-timeout", "20s"}
 	for _, s := range m.servers {
-		res, err := m.runOne(s, args, fmt.Sprintf("idle-%d-%s.json", m.idleConns, s.name))
+		res, err := m.runOne(s, args, fmt.Sprintf("%s-%d-%s.json", name, conns, s.name))
 		if err != nil {
-			fmt.Fprintf(m.log, "idle, %s: %v\n", s.name, err)
+			fmt.Fprintf(m.log, "%s, %s: %v\n", name, s.name, err)
 			continue
 		}
-		fmt.Fprintf(m.log, "idle %d  %-7s: %d alive, %.0f B per connection\n", m.idleConns, s.name,
-			res.Idle.Alive, res.Idle.RSSPerConn)
+		fmt.Fprintf(m.log, "%s %d  %-12s: %d established, %d alive, %.0f B per connection, errors %d\n", name, conns, s.name,
+			res.Idle.Established, res.Idle.Alive, res.Idle.RSSPerConn, res.Errors.Total())
 		out[s.name] = res
 	}
 	return out
@@ -252,9 +337,9 @@ func (m *matrix) runOne(s server, args []string, name string) (*loadgen.Result, 
 	}
 	defer srv.stop()
 	path := filepath.Join(m.out, name)
-	largs := append([]string{"-c", "1", m.bin("loadgen"), "-addr", addr, "-pid", strconv.Itoa(srv.cmd.Process.Pid),
+	largs := append([]string{m.bin("loadgen"), "-addr", addr, "-pid", strconv.Itoa(srv.cmd.Process.Pid),
 		"-json", path, "-quiet"}, args...)
-	if out, err := exec.Command("taskset", largs...).CombinedOutput(); err != nil {
+	if out, err := m.command(1, largs...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("loadgen %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	b, err := os.ReadFile(path)
@@ -274,11 +359,13 @@ type proc struct {
 	exited chan struct{} // closed once the process has been reaped
 }
 
-// startServer starts s on addr, pinned to CPU 0, and waits until it
-// accepts connections. taskset execs the server, so the process's id is
-// the server's.
+// startServer starts s on addr, pinned to CPU 0 (unless unpinned), and
+// waits until it accepts connections.
 func (m *matrix) startServer(s server, addr string) (*proc, error) {
-	cmd := exec.Command("taskset", append([]string{"-c", "0"}, s.argv(m, addr)...)...)
+	cmd := m.command(0, s.argv(m, addr)...)
+	if m.unpinned {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(m.procs))
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -358,8 +445,8 @@ type clientResult struct {
 }
 
 // runYardstick compares loadgen's CPU per message with clientloop's, both
-// pinned to CPU 1, against one stdecho server on CPU 0, alternating which
-// goes first.
+// pinned to CPU 1, against one stdecho server on CPU 0 (or all unpinned),
+// alternating which goes first.
 func (m *matrix) runYardstick() []yardResult {
 	var out []yardResult
 	for _, y := range yardCells {
@@ -382,8 +469,8 @@ func (m *matrix) runYardstick() []yardResult {
 				switch (i + rep) % 2 {
 				case 0:
 					path := filepath.Join(m.out, fmt.Sprintf("yard-%s-clientloop-%d.json", slug(y.name), rep+1))
-					args := append([]string{"-c", "1", m.bin("clientloop"), "-json", path}, common...)
-					if out, err := exec.Command("taskset", args...).CombinedOutput(); err != nil {
+					args := append([]string{m.bin("clientloop"), "-json", path}, common...)
+					if out, err := m.command(1, args...).CombinedOutput(); err != nil {
 						fmt.Fprintf(m.log, "clientloop: %v\n%s", err, out)
 						continue
 					}
@@ -393,8 +480,8 @@ func (m *matrix) runYardstick() []yardResult {
 					}
 				case 1:
 					path := filepath.Join(m.out, fmt.Sprintf("yard-%s-loadgen-%d.json", slug(y.name), rep+1))
-					args := append([]string{"-c", "1", m.bin("loadgen"), "-json", path, "-quiet"}, common...)
-					if out, err := exec.Command("taskset", args...).CombinedOutput(); err != nil {
+					args := append([]string{m.bin("loadgen"), "-json", path, "-quiet"}, common...)
+					if out, err := m.command(1, args...).CombinedOutput(); err != nil {
 						fmt.Fprintf(m.log, "loadgen: %v\n%s", err, out)
 						continue
 					}

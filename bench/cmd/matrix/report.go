@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,7 +15,8 @@ import (
 type report struct {
 	header []string
 	cells  []cellResult
-	idle   map[string]*loadgen.Result
+	idle   map[string]*loadgen.Result // the idle-memory cell
+	scale  map[string]*loadgen.Result // the scale cell (-scale)
 	yard   []yardResult
 	took   time.Duration
 }
@@ -108,75 +111,104 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
+// p99s returns the p99 latencies of runs in nanoseconds, 0 for a failed
+// run.
+func p99s(runs []*loadgen.Result) []float64 {
+	out := make([]float64, len(runs))
+	for i, r := range runs {
+		if r != nil && r.Latency != nil {
+			out[i] = float64(r.Latency.P99)
+		}
+	}
+	return out
+}
+
+// effRatio is the paired ratio of server a's messages per server CPU-second
+// to server b's in cr.
+func (cr *cellResult) effRatio(a, b string) spread { return paired(effs(cr.runs[a]), effs(cr.runs[b])) }
+
+// p99Ratio is the paired ratio of server a's p99 latency to server b's in
+// cr: below 1, a's tail is shorter.
+func (cr *cellResult) p99Ratio(a, b string) spread { return paired(p99s(cr.runs[a]), p99s(cr.runs[b])) }
+
+// ranged formats a paired ratio as "median (min–max)", or "–".
+func ranged(r spread) string {
+	if r.N == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%s (%s–%s)", fmtRatio(r.Median), fmtRatio(r.Min), fmtRatio(r.Max))
+}
+
+// ran reports whether server name ran in this matrix.
+func (m *matrix) ran(name string) bool {
+	return slices.ContainsFunc(m.servers, func(s server) bool { return s.name == name })
+}
+
 // markdown renders the report.
 func (rep *report) markdown(m *matrix) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("## Echo servers side by side (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	mode := "pinned"
+	if m.unpinned {
+		mode = fmt.Sprintf("unpinned, %d procs", m.procs)
+	}
+	title := "Echo servers side by side"
+	if m.scale > 0 {
+		title = "Echo servers at scale"
+	}
+	p("## %s (%s, %s)\n\n", title, time.Now().UTC().Format("2006-01-02 15:04 MST"), mode)
 	for _, h := range rep.header {
 		p("- %s\n", h)
 	}
-	p("- matrix took %s\n\n", rep.took.Round(time.Second))
+	p("- matrix took %s\n", rep.took.Round(time.Second))
 
-	p("### Messages per server CPU-second\n\n")
-	p("Median of the runs, with their range. ÷std and ÷gnet are medians of the ratios between runs of the\n")
-	p("same repetition, which ran back to back. \"server CPU\" and \"load CPU\" are each process's CPU time\n")
-	p("over the window's wall time (100%% = its core saturated).\n\n")
-	p("| cell | server | msgs per server CPU-s (min–max) | ÷std | ÷gnet | msgs/s | p50 | p99 | server CPU | load CPU | errors |\n")
-	p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	for _, cr := range rep.cells {
-		all := map[string]stats{}
-		for _, s := range m.servers {
-			all[s.name] = statsOf(cr.runs[s.name])
-		}
-		for _, s := range m.servers {
-			st := all[s.name]
-			if st.Eff.N == 0 {
-				p("| %s | %s | no result | | | | | | | | |\n", cr.cell.name, s.name)
-				continue
-			}
-			p("| %s | %s | %s (%s–%s) | %s | %s | %s | %s | %s | %.0f%% | %.0f%% | %d |\n", cr.cell.name, s.name,
-				num(st.Eff.Median), num(st.Eff.Min), num(st.Eff.Max),
-				fmtRatio(paired(effs(cr.runs[s.name]), effs(cr.runs["std"])).Median),
-				fmtRatio(paired(effs(cr.runs[s.name]), effs(cr.runs["gnet"])).Median),
-				num(st.Rate.Median), dur(st.P50.Median), dur(st.P99.Median), 100*st.CPUShare.Median, 100*st.LoadCPU.Median, st.Errors)
-		}
+	core := "its core saturated"
+	if m.unpinned {
+		core = "one core's worth; up to " + strconv.Itoa(100*runtime.NumCPU()) + "% unpinned"
 	}
-
-	p("\n### Target: tcpkit at least 0.9× the stdlib echo's messages per server CPU-second\n\n")
-	p("Each repetition's tcpkit run is divided by the std run that ran next to it; the verdict goes by the\n")
-	p("median of those ratios.\n\n")
-	p("| cell | tcpkit ÷ std: median (min–max of %d pairs) | verdict |\n|---|--:|---|\n", m.reps)
-	for _, cr := range rep.cells {
-		r := paired(effs(cr.runs["tcpkit"]), effs(cr.runs["std"]))
-		if r.N == 0 {
-			continue
+	if len(rep.cells) > 0 {
+		p("\n### Messages per server CPU-second\n\n")
+		p("Median of the runs, with their range. ÷std, ÷gnet and ÷C are medians of the ratios between runs of\n")
+		p("the same repetition, which ran back to back. \"server CPU\" and \"load CPU\" are each process's CPU\n")
+		p("time over the window's wall time (100%% = %s).\n\n", core)
+		p("| cell | server | msgs per server CPU-s (min–max) | ÷std | ÷gnet | ÷C | msgs/s | p50 | p99 | server CPU | load CPU | errors |\n")
+		p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, cr := range rep.cells {
+			for _, s := range m.servers {
+				st := statsOf(cr.runs[s.name])
+				if st.Eff.N == 0 {
+					p("| %s | %s | no result | | | | | | | | | %d |\n", cr.cell.name, s.name, st.Errors)
+					continue
+				}
+				p("| %s | %s | %s (%s–%s) | %s | %s | %s | %s | %s | %s | %.0f%% | %.0f%% | %d |\n", cr.cell.name, s.name,
+					num(st.Eff.Median), num(st.Eff.Min), num(st.Eff.Max),
+					fmtRatio(cr.effRatio(s.name, "std").Median),
+					fmtRatio(cr.effRatio(s.name, "gnet").Median),
+					fmtRatio(cr.effRatio(s.name, "c").Median),
+					num(st.Rate.Median), dur(st.P50.Median), dur(st.P99.Median), 100*st.CPUShare.Median, 100*st.LoadCPU.Median, st.Errors)
+			}
 		}
-		verdict := "met"
-		if r.Median < 0.9 {
-			verdict = "**missed**"
-		}
-		p("| %s | %s (%s–%s) | %s |\n", cr.cell.name, fmtRatio(r.Median), fmtRatio(r.Min), fmtRatio(r.Max), verdict)
+		rep.ratioTable(p, m)
+		rep.p99Table(p, m)
+		rep.targetTable(p, m)
 	}
 
 	if len(rep.idle) > 0 {
-		p("\n### Idle connections: server memory\n\n")
-		p("| server | held | alive after the hold | RSS before | RSS growth per connection | opened per second | server CPU opening | server CPU idle |\n")
-		p("|---|--:|--:|--:|--:|--:|--:|--:|\n")
-		for _, s := range m.servers {
-			r := rep.idle[s.name]
-			if r == nil || r.Idle == nil || r.Server == nil {
-				continue
-			}
-			p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.name, num(float64(r.Idle.Established)), num(float64(r.Idle.Alive)),
-				mib(float64(r.Server.RSSBefore)), kib(r.Idle.RSSPerConn), num(r.Idle.ConnectRate),
-				secs(r.Idle.ServerConnectCPU), secs(r.Server.CPU))
-		}
+		p("\n### Idle connections: server memory (%s connections, each echoed once)\n\n", num(float64(m.idleConns)))
+		idleTable(p, m, rep.idle)
+	}
+	if len(rep.scale) > 0 {
+		p("\n### Scale: %s connections held, each echoed once, from 127.0.0.1–4\n\n", num(float64(m.scale)))
+		idleTable(p, m, rep.scale)
 	}
 
 	if len(rep.yard) > 0 {
 		p("\n### Load generator against a minimal Go client loop (target: at most 1.2× the CPU per message)\n\n")
-		p("Both pinned to CPU 1, against the stdlib echo on CPU 0; CPU from getrusage over the window.\n\n")
+		if m.unpinned {
+			p("Both unpinned, against the stdlib echo (GOMAXPROCS=%d); CPU from getrusage over the window.\n\n", m.procs)
+		} else {
+			p("Both pinned to CPU 1, against the stdlib echo on CPU 0; CPU from getrusage over the window.\n\n")
+		}
 		p("| shape | clientloop CPU per msg (min–max) | loadgen CPU per msg (min–max) | loadgen ÷ clientloop, paired: median (min–max) | clientloop msgs/s | loadgen msgs/s |\n")
 		p("|---|--:|--:|--:|--:|--:|\n")
 		for _, y := range rep.yard {
@@ -190,13 +222,97 @@ func (rep *report) markdown(m *matrix) string {
 	return b.String()
 }
 
+// ratioTable renders tcpkit-epoll's paired ratios to gnet, C and tcpkit's
+// goroutine engine, and tcpkit's to std, if tcpkit-epoll ran.
+func (rep *report) ratioTable(p func(string, ...any), m *matrix) {
+	if !m.ran("tcpkit-epoll") {
+		return
+	}
+	p("\n### tcpkit-epoll against gnet and C (messages per server CPU-second)\n\n")
+	p("Medians of the ratios between runs of the same repetition, with their range.\n\n")
+	p("| cell | tcpkit-epoll ÷ gnet | tcpkit-epoll ÷ C | tcpkit-epoll ÷ tcpkit | tcpkit ÷ std |\n|---|--:|--:|--:|--:|\n")
+	for _, cr := range rep.cells {
+		p("| %s | %s | %s | %s | %s |\n", cr.cell.name, ranged(cr.effRatio("tcpkit-epoll", "gnet")),
+			ranged(cr.effRatio("tcpkit-epoll", "c")), ranged(cr.effRatio("tcpkit-epoll", "tcpkit")),
+			ranged(cr.effRatio("tcpkit", "std")))
+	}
+}
+
+// p99Table renders every server's p99 latency by cell, and tcpkit-epoll's
+// paired ratio to gnet's.
+func (rep *report) p99Table(p func(string, ...any), m *matrix) {
+	p("\n### Latency p99\n\n")
+	p("Median p99 of the runs. The last column is the median of tcpkit-epoll's p99 ÷ gnet's p99 between runs\n")
+	p("of the same repetition (below 1: tcpkit-epoll's tail is shorter); it matters most in the 1-connection\n")
+	p("cells, where latency is not queueing.\n\n")
+	p("| cell |")
+	for _, s := range m.servers {
+		p(" %s |", s.name)
+	}
+	p(" tcpkit-epoll ÷ gnet p99 |\n|---|")
+	for range m.servers {
+		p("--:|")
+	}
+	p("--:|\n")
+	for _, cr := range rep.cells {
+		p("| %s |", cr.cell.name)
+		for _, s := range m.servers {
+			p(" %s |", dur(statsOf(cr.runs[s.name]).P99.Median))
+		}
+		p(" %s |\n", ranged(cr.p99Ratio("tcpkit-epoll", "gnet")))
+	}
+}
+
+// targetTable renders the verdict of tcpkit ÷ std against the 0.9 target.
+func (rep *report) targetTable(p func(string, ...any), m *matrix) {
+	if !m.ran("tcpkit") || !m.ran("std") {
+		return
+	}
+	p("\n### Target: tcpkit at least 0.9× the stdlib echo's messages per server CPU-second\n\n")
+	p("Each repetition's tcpkit run is divided by the std run that ran next to it; the verdict goes by the\n")
+	p("median of those ratios.\n\n")
+	p("| cell | tcpkit ÷ std: median (min–max of %d pairs) | verdict |\n|---|--:|---|\n", m.reps)
+	for _, cr := range rep.cells {
+		r := cr.effRatio("tcpkit", "std")
+		if r.N == 0 {
+			continue
+		}
+		verdict := "met"
+		if r.Median < 0.9 {
+			verdict = "**missed**"
+		}
+		p("| %s | %s | %s |\n", cr.cell.name, ranged(r), verdict)
+	}
+}
+
+// idleTable renders the results of an idle or scale cell.
+func idleTable(p func(string, ...any), m *matrix, res map[string]*loadgen.Result) {
+	p("| server | held | alive after the hold | RSS before | RSS after | RSS growth per connection | opened per second | open p99 | server CPU opening | server CPU idle | errors |\n")
+	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, s := range m.servers {
+		r := res[s.name]
+		if r == nil || r.Idle == nil || r.Server == nil {
+			p("| %s | no result | | | | | | | | | |\n", s.name)
+			continue
+		}
+		open := "–"
+		if r.Latency != nil {
+			open = dur(float64(r.Latency.P99))
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", s.name, num(float64(r.Idle.Established)), num(float64(r.Idle.Alive)),
+			mib(float64(r.Server.RSSBefore)), mib(float64(r.Server.RSSAfter)), kib(r.Idle.RSSPerConn), num(r.Idle.ConnectRate),
+			open, secs(r.Idle.ServerConnectCPU), secs(r.Server.CPU), r.Errors.Total())
+	}
+}
+
 // jsonForm is the report's summary for summary.json.
-func (rep *report) jsonForm() any {
+func (rep *report) jsonForm(m *matrix) any {
 	type cellJSON struct {
-		Cell      string           `json:"cell"`
-		Args      []string         `json:"loadgen_args"`
-		Servers   map[string]stats `json:"servers"`
-		TcpkitStd spread           `json:"tcpkit_over_std_paired"`
+		Cell      string            `json:"cell"`
+		Args      []string          `json:"loadgen_args"`
+		Servers   map[string]stats  `json:"servers"`
+		TcpkitStd spread            `json:"tcpkit_over_std_paired"`
+		Ratios    map[string]spread `json:"paired_ratios"`
 	}
 	type yardJSON struct {
 		Shape        string `json:"shape"`
@@ -207,15 +323,27 @@ func (rep *report) jsonForm() any {
 		PairedRatio  spread `json:"loadgen_over_clientloop_paired"`
 	}
 	out := struct {
-		Header []string                   `json:"header"`
-		Cells  []cellJSON                 `json:"cells"`
-		Idle   map[string]*loadgen.Result `json:"idle"`
-		Yard   []yardJSON                 `json:"yardstick"`
-		TookNs time.Duration              `json:"took_ns"`
-	}{Header: rep.header, Idle: rep.idle, TookNs: rep.took}
+		Header   []string                   `json:"header"`
+		Unpinned bool                       `json:"unpinned"`
+		Procs    int                        `json:"procs,omitempty"`
+		Cells    []cellJSON                 `json:"cells"`
+		Idle     map[string]*loadgen.Result `json:"idle,omitempty"`
+		Scale    map[string]*loadgen.Result `json:"scale,omitempty"`
+		Yard     []yardJSON                 `json:"yardstick"`
+		TookNs   time.Duration              `json:"took_ns"`
+	}{Header: rep.header, Unpinned: m.unpinned, Idle: rep.idle, Scale: rep.scale, TookNs: rep.took}
+	if m.unpinned {
+		out.Procs = m.procs
+	}
 	for _, cr := range rep.cells {
 		cj := cellJSON{Cell: cr.cell.name, Args: cr.cell.args, Servers: map[string]stats{},
-			TcpkitStd: paired(effs(cr.runs["tcpkit"]), effs(cr.runs["std"]))}
+			TcpkitStd: cr.effRatio("tcpkit", "std"),
+			Ratios: map[string]spread{
+				"tcpkit-epoll/gnet":     cr.effRatio("tcpkit-epoll", "gnet"),
+				"tcpkit-epoll/c":        cr.effRatio("tcpkit-epoll", "c"),
+				"tcpkit-epoll/tcpkit":   cr.effRatio("tcpkit-epoll", "tcpkit"),
+				"tcpkit-epoll/gnet p99": cr.p99Ratio("tcpkit-epoll", "gnet"),
+			}}
 		for name, runs := range cr.runs {
 			cj.Servers[name] = statsOf(runs)
 		}
