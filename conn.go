@@ -3,7 +3,6 @@ package tcpkit
 import (
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,13 +25,12 @@ type Handler func(c *Conn)
 // added from the Handler see every event; a listener added later, from
 // another goroutine, sees the events after it was added.
 type Conn struct {
-	drv    driver // the engine's side of the connection
-	cfg    ConnConfig
-	srv    *Server // the accepting server; nil for a dialled connection
+	drv    driver      // the engine's side of the connection
+	cfg    *ConnConfig // resolved, shared with the other connections of its Server
+	srv    *Server     // the accepting server; nil for a dialled connection
 	log    *slog.Logger
 	local  net.Addr
 	remote net.Addr
-	start  time.Time
 	rs     readState // the event rules' own state; event goroutine only
 
 	ls   atomic.Pointer[listeners] // copied on write, so events read it without a lock
@@ -42,7 +40,7 @@ type Conn struct {
 	closeSent bool
 
 	events       atomic.Uint32 // evDrain | evWake | ..., for the event goroutine
-	lastAct      atomic.Int64  // time of the last traffic, as nanoseconds since start
+	lastAct      atomic.Int64  // time of the last traffic, as monotime counts it
 	timeout      atomic.Int64  // SetTimeout's duration
 	timeoutSet   atomic.Int64  // when SetTimeout was last called, as lastAct counts time
 	endBy        atomic.Int64  // EndWithError's deadline, as lastAct counts time; 0 for none
@@ -65,36 +63,9 @@ type Conn struct {
 	closing  bool
 	closeErr error
 
-	done chan struct{} // closed after the OnClose callbacks returned
-	err  error         // the close error, set before done is closed
-}
-
-// listeners holds a connection's callbacks. A value is never changed once
-// published: adding a listener publishes a new one.
-type listeners struct {
-	data     []func(p []byte)
-	end      []func()
-	drain    []func()
-	timeout  []func()
-	err      []func(err error)
-	close    []func(err error)
-	shutdown []func()
-}
-
-// addListener publishes a copy of c's listeners with add applied.
-func (c *Conn) addListener(add func(l *listeners)) {
-	c.lsMu.Lock()
-	defer c.lsMu.Unlock()
-	c.addListenerLocked(add)
-}
-
-// addListenerLocked is addListener with c.lsMu held.
-func (c *Conn) addListenerLocked(add func(l *listeners)) {
-	l := *c.ls.Load()
-	l.data, l.end, l.drain, l.timeout = slices.Clip(l.data), slices.Clip(l.end), slices.Clip(l.drain), slices.Clip(l.timeout)
-	l.err, l.close, l.shutdown = slices.Clip(l.err), slices.Clip(l.close), slices.Clip(l.shutdown)
-	add(&l)
-	c.ls.Store(&l)
+	done     chan struct{} // made when Done is first called; closed after the OnClose callbacks returned
+	finished bool          // the OnClose callbacks have returned
+	err      error         // the close error, set before finished
 }
 
 // Event bits posted to the event goroutine.
@@ -107,7 +78,7 @@ const (
 
 // newConn makes a Conn on an engine's driver and sets its socket options
 // from cfg.
-func newConn(drv driver, local, remote net.Addr, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
+func newConn(drv driver, local, remote net.Addr, cfg *ConnConfig, srv *Server, log *slog.Logger) *Conn {
 	c := &Conn{
 		drv:    drv,
 		cfg:    cfg,
@@ -115,13 +86,11 @@ func newConn(drv driver, local, remote net.Addr, cfg ConnConfig, srv *Server, lo
 		log:    log,
 		local:  local,
 		remote: remote,
-		start:  time.Now(),
-		done:   make(chan struct{}),
 		paused: cfg.PauseOnConnect,
 	}
-	c.ls.Store(new(listeners))
 	c.timeout.Store(int64(cfg.Timeout))
 	c.touch() // a new connection is not idle, even before its goroutine runs
+	c.timeoutSet.Store(c.lastAct.Load())
 	drv.setBuffers(cfg.SendBuffer, cfg.ReceiveBuffer)
 	if cfg.Nagle { // Go sets TCP_NODELAY on every TCP connection already
 		drv.setNoDelay(false)
@@ -136,32 +105,71 @@ func newConn(drv driver, local, remote net.Addr, cfg ConnConfig, srv *Server, lo
 // its messages itself. p is valid only until the listener returns; copy
 // what you keep.
 func (c *Conn) OnData(f func(p []byte)) {
-	c.addListener(func(l *listeners) { l.data = append(l.data, f) })
+	c.addListener(func(l *listeners) {
+		if l.data == nil {
+			l.data = f
+		} else {
+			m := l.addMore()
+			m.data = append(m.data, f)
+		}
+	})
 }
 
 // OnEnd adds a listener for the end event: the peer has half-closed its side
 // (it sent FIN) and every byte it sent has been delivered. Unless
 // ConnConfig.AllowHalfOpen is set, the connection then ends its own side
 // once its write queue is flushed, and closes.
-func (c *Conn) OnEnd(f func()) { c.addListener(func(l *listeners) { l.end = append(l.end, f) }) }
+func (c *Conn) OnEnd(f func()) {
+	c.addListener(func(l *listeners) {
+		if l.end == nil {
+			l.end = f
+		} else {
+			m := l.addMore()
+			m.end = append(m.end, f)
+		}
+	})
+}
 
 // OnDrain adds a listener for the drain event: the write queue, having gone
 // over HighWater, has fallen to LowWater or below.
-func (c *Conn) OnDrain(f func()) { c.addListener(func(l *listeners) { l.drain = append(l.drain, f) }) }
+func (c *Conn) OnDrain(f func()) {
+	c.addListener(func(l *listeners) {
+		if l.drain == nil {
+			l.drain = f
+		} else {
+			m := l.addMore()
+			m.drain = append(m.drain, f)
+		}
+	})
+}
 
 // OnTimeout adds a listener for the timeout event: the connection has been
 // idle for the duration set by ConnConfig.Timeout or SetTimeout. It is a
 // notification only; the connection stays open unless the listener closes
 // it.
 func (c *Conn) OnTimeout(f func()) {
-	c.addListener(func(l *listeners) { l.timeout = append(l.timeout, f) })
+	c.addListener(func(l *listeners) {
+		if l.timeout == nil {
+			l.timeout = f
+		} else {
+			m := l.addMore()
+			m.timeout = append(m.timeout, f)
+		}
+	})
 }
 
 // OnError adds a listener for the error event. It fires at most once, just
 // before OnClose, with the same error: a reset by the peer, a failed write,
 // ErrSlowConsumer, ErrIdleTimeout, or a *PanicError.
 func (c *Conn) OnError(f func(err error)) {
-	c.addListener(func(l *listeners) { l.err = append(l.err, f) })
+	c.addListener(func(l *listeners) {
+		if l.err == nil {
+			l.err = f
+		} else {
+			m := l.addMore()
+			m.err = append(m.err, f)
+		}
+	})
 }
 
 // OnClose adds a listener for the close event, which fires exactly once and
@@ -178,7 +186,14 @@ func (c *Conn) OnClose(f func(err error)) {
 		f(c.err)
 		return
 	}
-	c.addListenerLocked(func(l *listeners) { l.close = append(l.close, f) })
+	c.addListenerLocked(func(l *listeners) {
+		if l.close == nil {
+			l.close = f
+		} else {
+			m := l.addMore()
+			m.close = append(m.close, f)
+		}
+	})
 	c.lsMu.Unlock()
 }
 
@@ -188,7 +203,14 @@ func (c *Conn) OnClose(f func(err error)) {
 // request in progress is answered, rather than being ended by Shutdown
 // when it looks idle. Dialled connections never get this event.
 func (c *Conn) OnShutdown(f func()) {
-	c.addListener(func(l *listeners) { l.shutdown = append(l.shutdown, f) })
+	c.addListener(func(l *listeners) {
+		if l.shutdown == nil {
+			l.shutdown = f
+		} else {
+			m := l.addMore()
+			m.shutdown = append(m.shutdown, f)
+		}
+	})
 }
 
 // Write queues p to be sent and returns len(p), nil: it never blocks. If the
@@ -310,7 +332,7 @@ func (c *Conn) looksIdle(idle time.Duration) bool {
 // held.
 func (c *Conn) idleLocked(idle time.Duration) bool {
 	return !c.closing && !c.ending && !c.paused && len(c.wq)+c.inflight == 0 &&
-		time.Since(c.start)-time.Duration(c.lastAct.Load()) >= idle && c.drv.unread() == 0
+		monotime()-time.Duration(c.lastAct.Load()) >= idle && c.drv.unread() == 0
 }
 
 // DefaultEndTimeout is EndWithError's timeout when it is given zero.
@@ -343,7 +365,7 @@ func (c *Conn) EndWithError(err error, timeout time.Duration) {
 	}
 	if c.endErr == nil {
 		c.endErr = err
-		c.endBy.Store(int64(time.Since(c.start) + timeout))
+		c.endBy.Store(int64(monotime() + timeout))
 	}
 	c.discard = true
 	c.mu.Unlock()
@@ -410,7 +432,7 @@ func (c *Conn) Paused() bool {
 // restarts the idle period. Zero turns the notification off.
 func (c *Conn) SetTimeout(d time.Duration) {
 	c.timeout.Store(int64(max(d, 0)))
-	c.timeoutSet.Store(int64(time.Since(c.start)))
+	c.timeoutSet.Store(int64(monotime()))
 	c.post(evWake)
 }
 
@@ -449,17 +471,34 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // Done returns a channel that is closed once the close event has been
 // delivered and the connection's goroutines have finished their work.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil { // made on demand: most connections are never asked
+		if c.finished {
+			return closedChan
+		}
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+// closedChan is Done's channel for a connection asked after it finished.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // Err returns the close error, as passed to OnClose, once Done is closed,
 // and nil before.
 func (c *Conn) Err() error {
-	select {
-	case <-c.done:
-		return c.err
-	default:
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.finished {
 		return nil
 	}
+	return c.err
 }
 
 func (c *Conn) writableLocked() error {
@@ -500,7 +539,14 @@ func (c *Conn) post(ev uint32) {
 }
 
 // touch records traffic, for the idle timers.
-func (c *Conn) touch() { c.lastAct.Store(int64(time.Since(c.start))) }
+func (c *Conn) touch() { c.lastAct.Store(int64(monotime())) }
+
+// epoch is the origin of the connections' clocks (lastAct and the like):
+// one for the process, so that a connection keeps no clock of its own.
+var epoch = time.Now()
+
+// monotime returns the time since epoch, on the monotonic clock.
+func monotime() time.Duration { return time.Since(epoch) }
 
 func (c *Conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: c.local.Network(), Source: c.local, Addr: c.remote, Err: err}

@@ -65,10 +65,12 @@ func (c *Conn) step() action {
 		}
 		if ev := c.events.Swap(0); ev != 0 || rs.rearm {
 			if ev&evDrain != 0 {
-				c.emit(c.ls.Load().drain)
+				ls := c.listeners()
+				c.emit(ls.drain, ls.extras().drain)
 			}
 			if ev&evShutdown != 0 && !c.isClosing() {
-				c.emit(c.ls.Load().shutdown)
+				ls := c.listeners()
+				c.emit(ls.shutdown, ls.extras().shutdown)
 			}
 			if ev&evIdleCheck != 0 && rs.held == nil && c.srv != nil {
 				c.endIfIdle(c.srv.shutdownIdle)
@@ -89,16 +91,12 @@ func (c *Conn) step() action {
 		case !paused && rs.held != nil:
 			p := rs.held
 			rs.held = nil
-			for i, f := range c.ls.Load().data {
-				if i > 0 && c.isClosing() { // checked above for the first
-					break
-				}
-				f(p)
-			}
+			c.emitData(p)
 			continue
 		case !paused && rs.eof && !rs.endSent:
 			rs.endSent = true
-			c.emit(c.ls.Load().end)
+			ls := c.listeners()
+			c.emit(ls.end, ls.extras().end)
 			if !c.cfg.AllowHalfOpen {
 				c.End()
 			}
@@ -142,19 +140,20 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	}
 	// The notification's idle period also restarts at SetTimeout, which is
 	// not traffic: IdleTimeout and Shutdown look at traffic alone.
-	last, now := c.lastAct.Load(), int64(time.Since(c.start))
+	last, now := c.lastAct.Load(), int64(monotime())
 	since := max(last, c.timeoutSet.Load())
 	if timeout > 0 && *fired != since && now-since >= timeout {
 		*fired = since
-		c.emit(c.ls.Load().timeout)
-		last, now = c.lastAct.Load(), int64(time.Since(c.start))
+		ls := c.listeners()
+		c.emit(ls.timeout, ls.extras().timeout)
+		last, now = c.lastAct.Load(), int64(monotime())
 		since, timeout = max(last, c.timeoutSet.Load()), c.timeout.Load()
 	}
 	if idle > 0 && now-last >= idle {
 		c.closeWith(ErrIdleTimeout)
 		return time.Time{}
 	}
-	if endBy > 0 && now >= endBy {
+	if endBy != 0 && now >= endBy {
 		c.mu.Lock()
 		err := c.endErr
 		c.mu.Unlock()
@@ -171,24 +170,13 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	if idle > 0 {
 		next = min(next, last+idle)
 	}
-	if endBy > 0 {
+	if endBy != 0 {
 		next = min(next, endBy)
 	}
 	if next == math.MaxInt64 {
 		return time.Time{}
 	}
-	return c.start.Add(time.Duration(next))
-}
-
-// emit calls listeners of an event in turn, stopping if one closes the
-// connection.
-func (c *Conn) emit(fs []func()) {
-	for i, f := range fs {
-		if i > 0 && c.isClosing() { // the loop checked before the first
-			return
-		}
-		f()
-	}
+	return epoch.Add(time.Duration(next))
 }
 
 func (c *Conn) isClosing() bool {
@@ -209,27 +197,35 @@ func (c *Conn) finish() {
 		c.srv.connClosing(c) // NumConns no longer counts it, in OnClose already
 	}
 	if c.err != nil {
-		for _, f := range c.ls.Load().err {
+		ls := c.listeners()
+		if ls.err != nil {
+			c.safely(func() { ls.err(c.err) })
+		}
+		for _, f := range ls.extras().err {
 			c.safely(func() { f(c.err) })
 		}
 	}
 	// Close listeners run in rounds: one added while a round runs, from
 	// another goroutine, runs in the next, here, after the others.
-	for n := 0; ; {
+	for n := 0; ; n++ {
 		c.lsMu.Lock()
-		ls := c.ls.Load().close
-		if n == len(ls) {
+		f := c.listeners().closeListener(n)
+		if f == nil {
 			c.closeSent = true
-			c.lsMu.Unlock()
-			break
 		}
 		c.lsMu.Unlock()
-		for _, f := range ls[n:] {
-			c.safely(func() { f(c.err) })
+		if f == nil {
+			break
 		}
-		n = len(ls)
+		c.safely(func() { f(c.err) })
 	}
-	close(c.done)
+	c.mu.Lock()
+	c.finished = true
+	done := c.done
+	c.mu.Unlock()
+	if done != nil {
+		close(done)
+	}
 	if c.srv != nil {
 		c.srv.connDone()
 	}

@@ -89,7 +89,7 @@ func newFakeConn(t *testing.T, cfg ConnConfig, h Handler) (*Conn, *fakeDriver) {
 	}
 	d := &fakeDriver{}
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
-	c := newConn(d, addr, addr, cfg, nil, failOnPanicLogger(t))
+	c := newConn(d, addr, addr, &cfg, nil, failOnPanicLogger(t))
 	c.open(h)
 	return c, d
 }
@@ -327,4 +327,58 @@ func TestStateDrainAtLowWater(t *testing.T) {
 	c.Close()
 	wantAction(t, c, actClosed)
 	c.finish()
+}
+
+// Every event delivers to all its listeners, in the order they were added:
+// the first is held apart from the others, so the second and third of each
+// kind are where a slip would show. A listener added while earlier ones are
+// published takes nothing from them.
+func TestStateSeveralListenersOfEachEvent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var evs []string
+		tagged := func(c *Conn, tag string) {
+			c.OnData(func(p []byte) { evs = append(evs, "data"+tag) })
+			c.OnEnd(func() { evs = append(evs, "end"+tag) })
+			c.OnDrain(func() { evs = append(evs, "drain"+tag) })
+			c.OnTimeout(func() { evs = append(evs, "timeout"+tag) })
+			c.OnShutdown(func() { evs = append(evs, "shutdown"+tag) })
+			c.OnError(func(error) { evs = append(evs, "error"+tag) })
+			c.OnClose(func(error) { evs = append(evs, "close"+tag) })
+		}
+		c, _ := newFakeConn(t, ConnConfig{Timeout: time.Second, AllowHalfOpen: true}, func(c *Conn) {
+			tagged(c, "1")
+			tagged(c, "2")
+		})
+		published := c.listeners()
+		tagged(c, "3")
+		if published.more == nil || len(published.more.data) != 1 || published.close == nil {
+			t.Fatalf("the listeners published before the third of each were changed: %+v", published)
+		}
+		step := func(want ...string) {
+			t.Helper()
+			evs = nil
+			c.step()
+			if !slices.Equal(evs, want) {
+				t.Fatalf("events %v, want %v", evs, want)
+			}
+		}
+		c.onRead([]byte("x"), nil)
+		step("data1", "data2", "data3")
+		c.post(evDrain)
+		step("drain1", "drain2", "drain3")
+		c.post(evShutdown)
+		step("shutdown1", "shutdown2", "shutdown3")
+		time.Sleep(time.Second)
+		c.onTimer()
+		step("timeout1", "timeout2", "timeout3")
+		c.onRead(nil, io.EOF)
+		step("end1", "end2", "end3")
+		c.onRead(nil, errors.New("boom"))
+		evs = nil
+		wantAction(t, c, actClosed)
+		c.finish()
+		if want := []string{"error1", "error2", "error3", "close1", "close2", "close3"}; !slices.Equal(evs, want) {
+			t.Errorf("events %v, want %v", evs, want)
+		}
+	})
 }

@@ -83,7 +83,7 @@ func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error
 		return nil, explainDialError(network, address, err)
 	}
 	e := engineOr(d.Engine)
-	c, err := e.newConn(nc, cfg, nil, d.Logger)
+	c, err := e.newConn(nc, &cfg, nil, d.Logger)
 	if err != nil {
 		nc.Close()
 		return nil, err

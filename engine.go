@@ -24,7 +24,7 @@ type Engine interface {
 
 	// newConn takes over the socket of nc, accepted by srv (nil for a
 	// dialled connection), and returns its Conn, not yet started.
-	newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) (*Conn, error)
+	newConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *slog.Logger) (*Conn, error)
 
 	// start delivers c's events, h first.
 	start(c *Conn, h Handler)
@@ -40,7 +40,7 @@ type goroutineEngine struct{}
 
 func (goroutineEngine) String() string { return "goroutine" }
 
-func (goroutineEngine) newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) (*Conn, error) {
+func (goroutineEngine) newConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *slog.Logger) (*Conn, error) {
 	return newGoroutineConn(nc, cfg, srv, log), nil
 }
 

@@ -119,7 +119,7 @@ func (e *EpollEngine) checkListener(ln net.Listener) error {
 	return nil
 }
 
-func (e *EpollEngine) newConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) (*Conn, error) {
+func (e *EpollEngine) newConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *slog.Logger) (*Conn, error) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("tcpkit: the epoll engine needs a connection with a file descriptor; %T has none", nc)

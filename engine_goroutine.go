@@ -51,7 +51,7 @@ type goroutineDriver struct {
 
 // newGoroutineConn makes a Conn on nc for the goroutine engine and sets
 // its socket options; go c.drv.(*goroutineDriver).serve(h) starts it.
-func newGoroutineConn(nc net.Conn, cfg ConnConfig, srv *Server, log *slog.Logger) *Conn {
+func newGoroutineConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *slog.Logger) *Conn {
 	d := &goroutineDriver{nc: nc, wakeCh: make(chan struct{}, 1)}
 	if sc, ok := nc.(syscall.Conn); ok && haveRawIO {
 		if raw, err := sc.SyscallConn(); err == nil {

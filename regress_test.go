@@ -22,7 +22,7 @@ func TestOnCloseAddedDuringCloseRuns(t *testing.T) {
 	cfg, _ := ConnConfig{}.resolve()
 	for i := range 2000 {
 		a, b := net.Pipe()
-		c := newGoroutineConn(a, cfg, nil, failOnPanicLogger(t))
+		c := newGoroutineConn(a, &cfg, nil, failOnPanicLogger(t))
 		var inError atomic.Bool
 		go c.drv.(*goroutineDriver).serve(func(c *Conn) {
 			c.OnError(func(error) { inError.Store(true); time.Sleep(time.Microsecond); inError.Store(false) })

@@ -248,7 +248,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // drops it if MaxConnections has been reached.
 func (s *Server) startConn(nc net.Conn) {
 	engine := engineOr(s.Engine)
-	c, err := engine.newConn(nc, s.cfg, s, s.Logger) // socket options set outside the lock
+	c, err := engine.newConn(nc, &s.cfg, s, s.Logger) // socket options set outside the lock
 	if err != nil {
 		nc.Close()
 		s.reportError(err)
@@ -396,7 +396,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			for _, c := range s.openConns() {
 				switch {
 				case notified[c]:
-				case len(c.ls.Load().shutdown) > 0:
+				case c.listeners().shutdown != nil:
 					c.post(evShutdown)
 					notified[c] = true
 				case c.looksIdle(idle):
