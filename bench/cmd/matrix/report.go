@@ -194,11 +194,12 @@ func (rep *report) markdown(m *matrix) string {
 	}
 
 	if len(rep.idle) > 0 {
-		p("\n### Idle connections: server memory (%s connections, each echoed once)\n\n", num(float64(m.idleConns)))
+		p("\n### Idle connections: server memory (%s connections, each echoed once, from 127.0.0.1–%d)\n\n",
+			num(float64(m.idleConns)), idleSources(m.idleConns))
 		idleTable(p, m, rep.idle)
 	}
 	if len(rep.scale) > 0 {
-		p("\n### Scale: %s connections held, each echoed once, from 127.0.0.1–4\n\n", num(float64(m.scale)))
+		p("\n### Scale: %s connections held, each echoed once, from 127.0.0.1–%d\n\n", num(float64(m.scale)), idleSources(m.scale))
 		idleTable(p, m, rep.scale)
 	}
 
