@@ -399,5 +399,12 @@ func dur(ns float64) string {
 // secs formats a CPU time in seconds, zero included.
 func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
-func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
+// kib formats a size in KiB, or in bytes below one KiB (cecho holds a few
+// dozen bytes per idle connection).
+func kib(b float64) string {
+	if b < 1024 && b > -1024 {
+		return fmt.Sprintf("%.0f B", b)
+	}
+	return fmt.Sprintf("%.1f KiB", b/1024)
+}
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
