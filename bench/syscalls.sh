@@ -2,9 +2,10 @@
 # syscalls.sh counts the system calls an echo server makes per message: it
 # starts each server under `strace -c -f`, runs the 1-connection 64-byte
 # ping-pong against it with loadgen for a fixed number of messages, stops
-# the server with SIGINT so that strace writes its summary, and prints the
-# calls per echoed message as Markdown tables: the main calls by server,
-# then every call by server.
+# the server with SIGTERM so that strace writes its summary (not SIGINT: a
+# command a script starts in the background ignores SIGINT, and Go keeps it
+# ignored), and prints the calls per echoed message as Markdown tables: the
+# main calls by server, then every call by server.
 #
 #   bash syscalls.sh                       tcpkit-epoll, gnet and c; 20,000 messages
 #   bash syscalls.sh -servers tcpkit,tcpkit-epoll,std,gnet,c,node -count 50000
@@ -15,7 +16,10 @@
 # under strace, which is free to run anywhere) and loadgen on CPU 1. The
 # counts include the server's start and stop (a Go server's runtime makes a
 # couple of hundred calls starting: rt_sigaction, mmap, clone...), which is
-# why the run is long enough for them to weigh under 0.01 per message.
+# why the run is long enough for them to weigh under 0.01 per message. strace
+# slows every call: counts that depend on timing (a goroutine server's
+# EAGAIN reads, which make ~2 reads per message untraced and ~1.1 traced)
+# are not those of an untraced run.
 # Raw files (strace summaries, loadgen JSON) go to results/syscalls-<timestamp>/.
 # Needs: Go, cc, strace (installed with apt-get if missing), taskset.
 set -euo pipefail
@@ -165,6 +169,9 @@ echo "- ping-pong, $conns connection(s) × $size B, $count messages per server, 
 echo "  server's whole life (start and stop included); $mode"
 echo "- tcpkit at $(git -C .. log -1 --format='%h (%cs) %s')"
 echo "- raw files: $out"
+echo "- strace stops the server at every call, tens of µs each: what depends on timing (the EAGAIN reads of"
+echo "  tcpkit and std, gnet's zero-timeout polls, the Go runtime's nanosleep and futex) differs from an"
+echo "  untraced run; the read, write and epoll_wait of an event loop per message do not"
 echo
 echo "### Main calls"
 echo
