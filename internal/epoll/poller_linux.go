@@ -99,19 +99,20 @@ func (p *Poller) Wake() error {
 
 // Wait waits for readiness, for at most timeout (a negative timeout waits
 // for ever, zero does not wait), and calls ready for each ready descriptor
-// with its token and readiness bits. It reports whether Wake was called
-// since the last Wait that reported it.
-func (p *Poller) Wait(timeout time.Duration, ready func(token uint64, events uint32)) (woken bool, err error) {
+// with its token and readiness bits. It returns how many descriptors were
+// ready, the wake-up included, and reports whether Wake was called since
+// the last Wait that reported it.
+func (p *Poller) Wait(timeout time.Duration, ready func(token uint64, events uint32)) (n int, woken bool, err error) {
 	msec := -1
 	if timeout >= 0 {
 		msec = int((timeout + time.Millisecond - 1) / time.Millisecond)
 	}
-	n, err := unix.EpollWait(p.epfd, p.events, msec)
+	n, err = unix.EpollWait(p.epfd, p.events, msec)
 	if err != nil {
 		if err == unix.EINTR {
-			return false, nil
+			return 0, false, nil
 		}
-		return false, os.NewSyscallError("epoll_wait", err)
+		return 0, false, os.NewSyscallError("epoll_wait", err)
 	}
 	for _, ev := range p.events[:n] {
 		token := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
@@ -124,7 +125,7 @@ func (p *Poller) Wait(timeout time.Duration, ready func(token uint64, events uin
 		}
 		ready(token, ev.Events)
 	}
-	return woken, nil
+	return n, woken, nil
 }
 
 // Close releases the epoll instance and the eventfd. Descriptors still

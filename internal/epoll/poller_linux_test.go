@@ -36,7 +36,7 @@ func newPoller(t *testing.T) *Poller {
 func wait(t *testing.T, p *Poller, timeout time.Duration) (map[uint64]uint32, bool) {
 	t.Helper()
 	got := map[uint64]uint32{}
-	woken, err := p.Wait(timeout, func(token uint64, ev uint32) { got[token] |= ev })
+	_, woken, err := p.Wait(timeout, func(token uint64, ev uint32) { got[token] |= ev })
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
@@ -103,7 +103,7 @@ func TestWake(t *testing.T) {
 	p := newPoller(t)
 	done := make(chan bool, 1)
 	go func() {
-		woken, err := p.Wait(10*time.Second, func(uint64, uint32) {})
+		_, woken, err := p.Wait(10*time.Second, func(uint64, uint32) {})
 		done <- woken && err == nil
 	}()
 	time.Sleep(20 * time.Millisecond) // most likely asleep in epoll_wait by now
