@@ -10,7 +10,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
 	"time"
+
+	"github.com/tcpkit/tcpkit/internal/testenv"
 )
 
 // TestCEcho checks the C peer, peers/cecho, the way the benchmarks rely on
@@ -18,10 +21,7 @@ import (
 // megabytes before it reads any), on one thread and on several, and closes
 // a connection once the client ends it.
 func TestCEcho(t *testing.T) {
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		t.Skip("no C compiler (cc) to build peers/cecho")
-	}
+	cc := testenv.LookPath(t, "cc") // CI installs it; elsewhere the test skips
 	bin := filepath.Join(t.TempDir(), "cecho")
 	if out, err := exec.Command(cc, "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", bin, "peers/cecho/cecho.c").CombinedOutput(); err != nil {
 		t.Fatalf("cc: %v\n%s", err, out)
