@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/tcpkit/tcpkit/internal/epoll"
 	"golang.org/x/sys/unix"
@@ -381,7 +382,7 @@ func (d *epollDriver) stepOnce() (done bool) {
 			return true
 		}
 		buf := l.buf[:min(len(l.buf), c.cfg.ReadBufferSize)]
-		n, err := unix.Read(d.fd, buf)
+		n, err := loopRead(d.fd, buf)
 		switch {
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
@@ -427,7 +428,7 @@ func (d *epollDriver) setTimer(deadline time.Time) {
 
 func (d *epollDriver) write(p []byte) (int, error) {
 	for {
-		n, err := unix.Write(d.fd, p)
+		n, err := loopWrite(d.fd, p)
 		switch err {
 		case nil:
 			return n, nil
@@ -512,6 +513,27 @@ func (d *epollDriver) setBuffers(send, receive int) error {
 		err = errors.Join(err, unix.SetsockoptInt(d.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, receive))
 	}
 	return os.NewSyscallError("setsockopt", err)
+}
+
+// loopRead and loopWrite read and write a non-blocking socket without
+// telling the Go scheduler, as a call that may block must: they return at
+// once, and the scheduler's bookkeeping is a cost per message; worse, a
+// loop seen in system calls keeps the runtime's monitor thread waking
+// every 20µs on the loop's CPU. Errors are bare unix.Errno values.
+func loopRead(fd int, p []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func loopWrite(fd int, p []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // A timerEntry is a connection's timer in its loop's heap. Entries are not
