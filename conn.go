@@ -25,13 +25,11 @@ type Handler func(c *Conn)
 // added from the Handler see every event; a listener added later, from
 // another goroutine, sees the events after it was added.
 type Conn struct {
-	drv    driver      // the engine's side of the connection
-	cfg    *ConnConfig // resolved, shared with the other connections of its Server
-	srv    *Server     // the accepting server; nil for a dialled connection
-	log    *slog.Logger
-	local  net.Addr
-	remote net.Addr
-	rs     readState // the event rules' own state; event goroutine only
+	drv driver      // the engine's side of the connection
+	cfg *ConnConfig // resolved, shared with the other connections of its Server
+	srv *Server     // the accepting server; nil for a dialled connection
+	log *slog.Logger
+	rs  readState // the event rules' own state; event goroutine only
 
 	ls   atomic.Pointer[listeners] // copied on write, so events read it without a lock
 	lsMu sync.Mutex                // serialises the writers of ls
@@ -78,14 +76,12 @@ const (
 
 // newConn makes a Conn on an engine's driver and sets its socket options
 // from cfg.
-func newConn(drv driver, local, remote net.Addr, cfg *ConnConfig, srv *Server, log *slog.Logger) *Conn {
+func newConn(drv driver, cfg *ConnConfig, srv *Server, log *slog.Logger) *Conn {
 	c := &Conn{
 		drv:    drv,
 		cfg:    cfg,
 		srv:    srv,
 		log:    log,
-		local:  local,
-		remote: remote,
 		paused: cfg.PauseOnConnect,
 	}
 	c.timeout.Store(int64(cfg.Timeout))
@@ -464,10 +460,10 @@ func (c *Conn) BytesRead() int64 { return c.bytesRead.Load() }
 func (c *Conn) BytesWritten() int64 { return c.bytesWritten.Load() }
 
 // LocalAddr returns the local address. It stays valid after close.
-func (c *Conn) LocalAddr() net.Addr { return c.local }
+func (c *Conn) LocalAddr() net.Addr { a, _ := c.drv.addrs(); return a }
 
 // RemoteAddr returns the peer's address. It stays valid after close.
-func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+func (c *Conn) RemoteAddr() net.Addr { _, a := c.drv.addrs(); return a }
 
 // Done returns a channel that is closed once the close event has been
 // delivered and the connection's goroutines have finished their work.
@@ -549,5 +545,6 @@ var epoch = time.Now()
 func monotime() time.Duration { return time.Since(epoch) }
 
 func (c *Conn) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: c.local.Network(), Source: c.local, Addr: c.remote, Err: err}
+	local, remote := c.drv.addrs()
+	return &net.OpError{Op: op, Net: local.Network(), Source: local, Addr: remote, Err: err}
 }

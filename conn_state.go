@@ -33,7 +33,7 @@ func (c *Conn) open(h Handler) {
 func (c *Conn) recoverPanic() {
 	if r := recover(); r != nil {
 		pe := &PanicError{Value: r, Stack: debug.Stack()}
-		c.logger().Error("tcpkit: panic in connection callback", "remote", c.remote.String(),
+		c.logger().Error("tcpkit: panic in connection callback", "remote", c.RemoteAddr().String(),
 			"panic", r, "stack", string(pe.Stack))
 		c.closeWith(pe)
 	}
@@ -236,7 +236,7 @@ func (c *Conn) finish() {
 func (c *Conn) safely(f func()) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.logger().Error("tcpkit: panic in close callback", "remote", c.remote.String(),
+			c.logger().Error("tcpkit: panic in close callback", "remote", c.RemoteAddr().String(),
 				"panic", r, "stack", string(debug.Stack()))
 		}
 	}()

@@ -74,11 +74,14 @@ func (d *fakeDriver) close(reset bool) error {
 	return nil
 }
 func (d *fakeDriver) quiesce()                               {}
+func (d *fakeDriver) addrs() (net.Addr, net.Addr)            { return fakeAddr, fakeAddr }
 func (d *fakeDriver) unread() int                            { return 0 }
 func (d *fakeDriver) control(func(fd uintptr)) error         { return errors.New("no socket") }
 func (d *fakeDriver) setNoDelay(bool) error                  { return nil }
 func (d *fakeDriver) setKeepAlive(bool, time.Duration) error { return nil }
 func (d *fakeDriver) setBuffers(int, int) error              { return nil }
+
+var fakeAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 
 // newFakeConn opens a Conn on a fake driver and runs h as its handler.
 func newFakeConn(t *testing.T, cfg ConnConfig, h Handler) (*Conn, *fakeDriver) {
@@ -88,8 +91,7 @@ func newFakeConn(t *testing.T, cfg ConnConfig, h Handler) (*Conn, *fakeDriver) {
 		t.Fatal(err)
 	}
 	d := &fakeDriver{}
-	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
-	c := newConn(d, addr, addr, &cfg, nil, failOnPanicLogger(t))
+	c := newConn(d, &cfg, nil, failOnPanicLogger(t))
 	c.open(h)
 	return c, d
 }

@@ -589,3 +589,51 @@ func TestConnSocketBuffersDefault(t *testing.T) {
 		c.Close()
 	})
 }
+
+// A connection's addresses are the socket's, seen from our side: the
+// server's local address is the client's remote one and the other way
+// round, with Go's types, and the same values after close. On TCP they are
+// also checked over IPv6 and from a wildcard listener.
+func TestConnAddrs(t *testing.T) {
+	check := func(t *testing.T, e engine, addr string) {
+		type pair struct{ local, remote net.Addr }
+		got := make(chan pair, 1)
+		var srvConn *Conn
+		s := &Server{Handler: func(c *Conn) {
+			srvConn = c
+			got <- pair{c.LocalAddr(), c.RemoteAddr()}
+			c.End()
+		}}
+		addr, served := serveOn(t, e, s, addr)
+		nc := dialRaw(t, addr)
+		p := waitFor(t, got, 5*time.Second, "the connection")
+		if p.local.Network() != nc.RemoteAddr().Network() || p.local.String() != nc.RemoteAddr().String() {
+			t.Errorf("LocalAddr %s %v, want the client's remote address %s %v", p.local.Network(), p.local, nc.RemoteAddr().Network(), nc.RemoteAddr())
+		}
+		if nc.LocalAddr().Network() == "tcp" {
+			if _, ok := p.remote.(*net.TCPAddr); !ok || p.remote.String() != nc.LocalAddr().String() {
+				t.Errorf("RemoteAddr %T %v, want the client's local address %v", p.remote, p.remote, nc.LocalAddr())
+			}
+		} else if _, ok := p.remote.(*net.UnixAddr); !ok {
+			t.Errorf("RemoteAddr of a Unix connection is %T %v, want a *net.UnixAddr", p.remote, p.remote)
+		}
+		io.Copy(io.Discard, nc)
+		nc.Close()
+		waitFor(t, srvConn.Done(), 5*time.Second, "close")
+		if srvConn.LocalAddr() != p.local || srvConn.RemoteAddr() != p.remote {
+			t.Errorf("after close: %v %v, want the same values as before, %v %v", srvConn.LocalAddr(), srvConn.RemoteAddr(), p.local, p.remote)
+		}
+		s.Close()
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	}
+	forEachNetwork(t, check)
+	t.Run("more", func(t *testing.T) {
+		forEachEngine(t, func(t *testing.T, e engine) {
+			t.Run("wildcard", func(t *testing.T) { check(t, e, "0.0.0.0:0") })
+			if ln, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+				ln.Close()
+				t.Run("ipv6", func(t *testing.T) { check(t, e, "[::1]:0") })
+			}
+		})
+	})
+}

@@ -101,6 +101,10 @@ type driver interface {
 	// read yet (0 if it cannot tell). Any goroutine.
 	unread() int
 
+	// addrs returns the socket's local and remote addresses, from any
+	// goroutine, before and after close.
+	addrs() (local, remote net.Addr)
+
 	// control calls f with the socket's file descriptor; it reports an
 	// error if there is none.
 	control(f func(fd uintptr)) error

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -138,11 +139,11 @@ func (e *EpollEngine) newConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *sl
 		return nil, os.NewSyscallError("fcntl", derr)
 	}
 	_, tcp := nc.(*net.TCPConn)
-	local, remote := nc.LocalAddr(), nc.RemoteAddr()
-	nc.Close() // the duplicate keeps the socket, still non-blocking
 	l := e.loops[int(e.next.Add(1))%len(e.loops)]
 	d := &epollDriver{l: l, fd: fd, tcp: tcp}
-	c := newConn(d, local, remote, cfg, srv, log)
+	d.keepAddrs(nc.LocalAddr(), nc.RemoteAddr())
+	nc.Close() // the duplicate keeps the socket, still non-blocking
+	c := newConn(d, cfg, srv, log)
 	d.c = c
 	return c, nil
 }
@@ -288,7 +289,7 @@ func (l *epollLoop) dispatch(d *epollDriver) {
 			d.slowReported = true
 			l.e.slow.Add(1)
 			l.e.cfg.Logger.Warn("tcpkit: a callback held its epoll loop; the loop's other connections waited",
-				"held", el.String(), "local", d.c.local.String(), "remote", d.c.remote.String())
+				"held", el.String(), "local", d.c.LocalAddr().String(), "remote", d.c.RemoteAddr().String())
 		}
 	}
 }
@@ -313,6 +314,11 @@ type epollDriver struct {
 	fd  int
 	tcp bool
 	h   Handler // until open
+
+	// A TCP connection's addresses are kept as values, and made into
+	// net.Addrs only when asked: most connections never are.
+	localAP, remoteAP netip.AddrPort
+	addr              atomic.Pointer[connAddrs] // the net.Addrs, once made
 
 	started     atomic.Bool // start was called: the loop owns the socket
 	queued      atomic.Bool // in the loop's inbox
@@ -468,6 +474,32 @@ func (d *epollDriver) close(reset bool) error {
 }
 
 func (d *epollDriver) quiesce() {}
+
+// connAddrs holds a connection's addresses.
+type connAddrs struct{ local, remote net.Addr }
+
+// keepAddrs records a new connection's addresses: as values for TCP, as
+// they are otherwise.
+func (d *epollDriver) keepAddrs(local, remote net.Addr) {
+	l, lok := local.(*net.TCPAddr)
+	r, rok := remote.(*net.TCPAddr)
+	if !lok || !rok {
+		d.addr.Store(&connAddrs{local, remote})
+		return
+	}
+	d.localAP, d.remoteAP = l.AddrPort(), r.AddrPort()
+}
+
+func (d *epollDriver) addrs() (local, remote net.Addr) {
+	a := d.addr.Load()
+	if a == nil {
+		a = &connAddrs{net.TCPAddrFromAddrPort(d.localAP), net.TCPAddrFromAddrPort(d.remoteAP)}
+		if !d.addr.CompareAndSwap(nil, a) {
+			a = d.addr.Load() // made by another caller: every caller sees the same
+		}
+	}
+	return a.local, a.remote
+}
 
 func (d *epollDriver) unread() int { return unreadBytes(uintptr(d.fd)) }
 

@@ -139,3 +139,34 @@ func TestEpollCloseResetsOpenConnections(t *testing.T) {
 		t.Errorf("close error %v, want errEngineClosed", c.Err())
 	}
 }
+
+// Callers that ask for a connection's addresses at the same moment, the
+// first time, all get the same values: the one made first.
+func TestEpollAddrsSameForEveryCaller(t *testing.T) {
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 2}
+	for range 3000 {
+		d := &epollDriver{tcp: true}
+		d.keepAddrs(local, remote)
+		got := make(chan net.Addr, 8)
+		var start sync.WaitGroup
+		start.Add(1)
+		for range 8 {
+			go func() {
+				start.Wait()
+				_, r := d.addrs()
+				got <- r
+			}()
+		}
+		start.Done()
+		first := <-got
+		for range 7 {
+			if r := <-got; r != first {
+				t.Fatalf("two callers got different remote addresses, %p and %p", r, first)
+			}
+		}
+		if first.String() != remote.String() {
+			t.Fatalf("remote %v, want %v", first, remote)
+		}
+	}
+}

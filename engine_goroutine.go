@@ -60,7 +60,7 @@ func newGoroutineConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *slog.Logge
 			d.readFn = d.readSyscall
 		}
 	}
-	c := newConn(d, nc.LocalAddr(), nc.RemoteAddr(), cfg, srv, log)
+	c := newConn(d, cfg, srv, log)
 	d.c = c
 	return c
 }
@@ -282,6 +282,10 @@ func (d *goroutineDriver) close(reset bool) error {
 		tc.SetLinger(0)
 	}
 	return d.nc.Close()
+}
+
+func (d *goroutineDriver) addrs() (local, remote net.Addr) {
+	return d.nc.LocalAddr(), d.nc.RemoteAddr()
 }
 
 func (d *goroutineDriver) quiesce() { d.writers.Wait() }

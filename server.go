@@ -264,8 +264,8 @@ func (s *Server) startConn(nc net.Conn) {
 		first := !s.dropping
 		s.dropping = true
 		s.mu.Unlock()
+		d := Drop{LocalAddr: c.LocalAddr(), RemoteAddr: c.RemoteAddr()}
 		c.drv.close(false)
-		d := Drop{LocalAddr: c.local, RemoteAddr: c.remote}
 		switch {
 		case s.OnDrop != nil:
 			s.OnDrop(d)
