@@ -14,7 +14,8 @@ import (
 	"time"
 )
 
-// emfileChildEnv makes the test binary run emfileChild instead of the tests.
+// emfileChildEnv makes the test binary run emfileChild instead of the
+// tests, on the engine it names.
 const emfileChildEnv = "TCPKIT_TEST_EMFILE_CHILD"
 
 // TestAcceptRealEMFILE runs a server in a child process whose file
@@ -22,8 +23,12 @@ const emfileChildEnv = "TCPKIT_TEST_EMFILE_CHILD"
 // server must back off, report the error once, and serve the waiting client
 // once descriptors are free again.
 func TestAcceptRealEMFILE(t *testing.T) {
+	forEachEngine(t, testAcceptRealEMFILE)
+}
+
+func testAcceptRealEMFILE(t *testing.T, e engine) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), emfileChildEnv+"=1")
+	cmd.Env = append(os.Environ(), emfileChildEnv+"="+e.name)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +97,14 @@ func emfileChild() {
 			default:
 			}
 		},
+	}
+	if os.Getenv(emfileChildEnv) == "epoll" {
+		e, err := NewEpollEngine(EpollConfig{Loops: 1})
+		if err != nil {
+			fail("%v", err)
+		}
+		defer e.Close()
+		s.Engine = e
 	}
 	ln, err := Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {

@@ -29,8 +29,10 @@ type Engine interface {
 	// start delivers c's events, h first.
 	start(c *Conn, h Handler)
 
-	// checkListener reports why the engine cannot serve ln, if it cannot.
-	checkListener(ln net.Listener) error
+	// listener returns the listener Serve accepts from: ln, or one that
+	// accepts from ln's socket in the engine's own way. It reports why the
+	// engine cannot serve ln, if it cannot.
+	listener(ln net.Listener) (net.Listener, error)
 }
 
 // GoroutineEngine is the default Engine: a goroutine per connection.
@@ -46,7 +48,7 @@ func (goroutineEngine) newConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *s
 
 func (goroutineEngine) start(c *Conn, h Handler) { go c.drv.(*goroutineDriver).serve(h) }
 
-func (goroutineEngine) checkListener(net.Listener) error { return nil }
+func (goroutineEngine) listener(ln net.Listener) (net.Listener, error) { return ln, nil }
 
 // engineOr returns e, or the default engine if e is nil.
 func engineOr(e Engine) Engine {

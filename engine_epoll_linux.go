@@ -55,6 +55,11 @@ type EpollEngine struct {
 	slow  atomic.Int64
 	wg    sync.WaitGroup
 	once  sync.Once
+
+	closed chan struct{} // closed by Close: listeners stop accepting
+	lnMu   sync.Mutex
+	lns    map[uint64]*epollListener // by token
+	lnSeq  uint64
 }
 
 // errEngineClosed is the close error of connections still open when their
@@ -75,7 +80,7 @@ func NewEpollEngine(cfg EpollConfig) (*EpollEngine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	e := &EpollEngine{cfg: cfg}
+	e := &EpollEngine{cfg: cfg, closed: make(chan struct{})}
 	for range cfg.Loops {
 		p, err := epoll.New(256)
 		if err != nil {
@@ -100,6 +105,7 @@ func (e *EpollEngine) SlowCallbacks() int64 { return e.slow.Load() }
 // (its close error says the engine closed), and waits for them to finish.
 func (e *EpollEngine) Close() error {
 	e.once.Do(func() {
+		close(e.closed)
 		for _, l := range e.loops {
 			l.mu.Lock()
 			l.closing = true
@@ -114,14 +120,22 @@ func (e *EpollEngine) Close() error {
 	return nil
 }
 
-func (e *EpollEngine) checkListener(ln net.Listener) error {
-	if _, ok := ln.(syscall.Conn); !ok {
-		return fmt.Errorf("tcpkit: the epoll engine needs a listener with a file descriptor (a *net.TCPListener or *net.UnixListener); %T has none", ln)
+func (e *EpollEngine) listener(ln net.Listener) (net.Listener, error) {
+	switch l := ln.(type) {
+	case *net.TCPListener:
+		return e.listen(ln, l)
+	case *net.UnixListener:
+		return e.listen(ln, l)
+	case syscall.Conn:
+		return ln, nil // its own Accept, which may do more than accept; newConn takes the socket over
 	}
-	return nil
+	return nil, fmt.Errorf("tcpkit: the epoll engine needs a listener with a file descriptor (a *net.TCPListener or *net.UnixListener); %T has none", ln)
 }
 
 func (e *EpollEngine) newConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *slog.Logger) (*Conn, error) {
+	if a, ok := nc.(*acceptedSocket); ok {
+		return e.adopt(a, cfg, srv, log), nil
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("tcpkit: the epoll engine needs a connection with a file descriptor; %T has none", nc)
@@ -146,6 +160,28 @@ func (e *EpollEngine) newConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *sl
 	c := newConn(d, cfg, srv, log)
 	d.c = c
 	return c, nil
+}
+
+// adopt makes a Conn on a loop of e for a socket fresh from an
+// epollListener, with the kernel's defaults: Go's net would have set
+// TCP_NODELAY on it, and so does adopt, unless cfg asks for Nagle.
+func (e *EpollEngine) adopt(a *acceptedSocket, cfg *ConnConfig, srv *Server, log *slog.Logger) *Conn {
+	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	d := &epollDriver{l: l, fd: a.fd, tcp: a.tcp}
+	d.keepAliveOff.Store(true)
+	if a.tcp {
+		d.localAP, d.remoteAP = a.localAP, a.remoteAP
+		if !cfg.Nagle {
+			d.setNoDelay(true)
+		}
+	} else {
+		d.addr.Store(&connAddrs{a.local, a.remote})
+	}
+	*a = acceptedSocket{}
+	acceptedSockets.Put(a)
+	c := newConn(d, cfg, srv, log)
+	d.c = c
+	return c
 }
 
 func (e *EpollEngine) start(c *Conn, h Handler) {
@@ -238,6 +274,10 @@ func (l *epollLoop) run() {
 
 // ready takes a descriptor's readiness from Wait.
 func (l *epollLoop) ready(token uint64, ev uint32) {
+	if token&listenerToken != 0 {
+		l.e.listenerReady(token)
+		return
+	}
 	d := l.conns[token]
 	if d == nil {
 		return
@@ -309,11 +349,12 @@ func (l *epollLoop) release(d *epollDriver) {
 
 // epollDriver is a connection's side of the epoll engine.
 type epollDriver struct {
-	c   *Conn
-	l   *epollLoop
-	fd  int
-	tcp bool
-	h   Handler // until open
+	c            *Conn
+	l            *epollLoop
+	fd           int
+	tcp          bool
+	keepAliveOff atomic.Bool // keep-alive is off, as accept4 leaves it: turning it off needs no call
+	h            Handler     // until open
 
 	// A TCP connection's addresses are kept as values, and made into
 	// net.Addrs only when asked: most connections never are.
@@ -520,9 +561,10 @@ func (d *epollDriver) setNoDelay(noDelay bool) error {
 }
 
 func (d *epollDriver) setKeepAlive(enable bool, period time.Duration) error {
-	if !d.tcp {
+	if !d.tcp || !enable && d.keepAliveOff.Load() {
 		return nil
 	}
+	d.keepAliveOff.Store(false)
 	on := 0
 	if enable {
 		on = 1

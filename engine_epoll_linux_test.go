@@ -140,6 +140,26 @@ func TestEpollCloseResetsOpenConnections(t *testing.T) {
 	}
 }
 
+// Closing the engine under a Server that still serves on it ends Serve
+// with an error that says so, rather than leaving Accept waiting for a
+// loop that is gone.
+func TestEpollCloseEndsServe(t *testing.T) {
+	e, err := NewEpollEngine(EpollConfig{Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Engine: e, Handler: func(c *Conn) { Pipe(c, c) }}
+	addr, served := serveOn(t, engine{name: "epoll", get: func() Engine { return e }, apply: func(*Server) {}}, s, "127.0.0.1:0")
+	if err := echoOnce(addr, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	if err := waitFor(t, served, 5*time.Second, "Serve to return"); !errors.Is(err, errEngineClosed) {
+		t.Errorf("Serve returned %v, want an error wrapping errEngineClosed", err)
+	}
+	s.Close()
+}
+
 // Callers that ask for a connection's addresses at the same moment, the
 // first time, all get the same values: the one made first.
 func TestEpollAddrsSameForEveryCaller(t *testing.T) {

@@ -195,10 +195,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 		return s.cfgErr
 	}
-	if err := engineOr(s.Engine).checkListener(ln); err != nil {
+	eln, err := engineOr(s.Engine).listener(ln)
+	if err != nil {
 		ln.Close()
 		return err
 	}
+	ln = eln
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

@@ -65,6 +65,15 @@ func (p *Poller) Add(fd int, token uint64) error {
 
 // Delete unregisters fd. Closing fd unregisters it too, once no other
 // descriptor refers to the same socket.
+// AddReader registers fd, a listening socket, for readability alone
+// (edge-triggered), under token.
+func (p *Poller) AddReader(fd int, token uint64) error {
+	if token == wakeToken {
+		return errors.New("epoll: the token ^0 is the Poller's own")
+	}
+	return p.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLET, token)
+}
+
 func (p *Poller) Delete(fd int) error {
 	return p.ctl(unix.EPOLL_CTL_DEL, fd, 0, 0)
 }
