@@ -47,7 +47,14 @@ type EpollConfig struct {
 
 // An EpollEngine runs connections on a few event loops over epoll (Linux
 // only); see Engine for when to choose it. One engine may serve several
-// Servers and Dialers. Close it once they are done.
+// Servers and Dialers. Close it once they are done: a Serve still running
+// on it then returns an error.
+//
+// From a *net.TCPListener or *net.UnixListener, a Server on this engine
+// accepts with accept4(2) on the listening socket, woken by a loop, and
+// hands the new socket straight to a loop. Any other listener with a file
+// descriptor (one that wraps those, say) is served through its own
+// Accept, and the engine takes over each socket it returns.
 type EpollEngine struct {
 	cfg   EpollConfig
 	loops []*epollLoop
