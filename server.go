@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -39,6 +40,21 @@ type Server struct {
 	// Default 0: no cap. (Node 21 and later treat 0 as "drop all".)
 	MaxConnections int
 
+	// MaxConnsPerIP, if positive, caps the open connections from one
+	// client IP address; Allow and Deny admit or refuse clients by
+	// address prefix, Deny winning (Node's BlockList). IPv4-mapped IPv6
+	// addresses are unmapped before they are counted or matched. They
+	// apply to TCP clients only: a Unix socket's peer has no address.
+	MaxConnsPerIP int
+	Allow, Deny   []netip.Prefix
+
+	// AcceptRate, if positive, caps new connections per second, with
+	// bursts of up to AcceptBurst (default: AcceptRate, at least 1): a
+	// token bucket. A connection over any limit is closed at once and
+	// reported to OnDrop with the reason. Set the limits before serving.
+	AcceptRate  float64
+	AcceptBurst int
+
 	// ShutdownIdle is how long Shutdown waits for a connection to be idle
 	// before it ends it: no byte read or written for this long, nothing
 	// queued to write, no input waiting unread, not paused. TCP keeps no
@@ -69,8 +85,9 @@ type Server struct {
 	OnError func(err error)
 
 	// OnDrop is called, on the accepting goroutine, for each connection
-	// closed because MaxConnections was reached. If nil, the first drop of
-	// each run of drops is logged to Logger.
+	// closed at once because of a limit (MaxConnections, MaxConnsPerIP,
+	// AcceptRate, Allow or Deny). If nil, the first drop of each run of
+	// drops is logged to Logger.
 	OnDrop func(d Drop)
 
 	// OnClose is called once, after Close or Shutdown, when the listeners
@@ -92,15 +109,17 @@ type Server struct {
 	closing      bool
 	finished     bool // OnClose has been called
 	dropping     bool // in a run of drops
+	admission    admission
 	handlers     sync.WaitGroup
 	stop         chan struct{} // closed by Close
 	done         chan struct{} // closed after OnClose
 }
 
-// A Drop describes a connection closed because MaxConnections was reached.
+// A Drop describes a connection closed at once because of a limit.
 type Drop struct {
 	LocalAddr  net.Addr
 	RemoteAddr net.Addr
+	Reason     DropReason
 }
 
 // DefaultShutdownIdle is Server.ShutdownIdle's default: longer than the
@@ -256,24 +275,25 @@ func (s *Server) startConn(nc net.Conn) {
 		s.reportError(err)
 		return
 	}
+	ip, hasIP := s.clientIP(c)
 	s.mu.Lock()
 	if s.closing { // Close ran between Accept and here
 		s.mu.Unlock()
 		c.drv.close(false)
 		return
 	}
-	if s.MaxConnections > 0 && len(s.conns) >= s.MaxConnections {
+	if reason := s.admitLocked(ip, hasIP); reason != "" {
 		first := !s.dropping
 		s.dropping = true
 		s.mu.Unlock()
-		d := Drop{LocalAddr: c.LocalAddr(), RemoteAddr: c.RemoteAddr()}
+		d := Drop{LocalAddr: c.LocalAddr(), RemoteAddr: c.RemoteAddr(), Reason: reason}
 		c.drv.close(false)
 		switch {
 		case s.OnDrop != nil:
 			s.OnDrop(d)
 		case first:
-			s.logger().Warn("tcpkit: dropping connections: MaxConnections reached",
-				"max", s.MaxConnections, "remote", d.RemoteAddr.String())
+			s.logger().Warn("tcpkit: dropping connections: "+reason.String(),
+				"reason", string(reason), "remote", d.RemoteAddr.String())
 		}
 		return
 	}
@@ -286,8 +306,10 @@ func (s *Server) startConn(nc net.Conn) {
 
 // connClosing is called by each connection before its close event.
 func (s *Server) connClosing(c *Conn) {
+	ip, hasIP := s.clientIP(c)
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.releaseLocked(ip, hasIP)
 	s.closings++
 	s.mu.Unlock()
 }

@@ -1,0 +1,202 @@
+package tcpkit
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dropRecorder collects a Server's drops.
+type dropRecorder struct {
+	mu    sync.Mutex
+	drops []Drop
+}
+
+func (r *dropRecorder) record(d Drop) { r.mu.Lock(); r.drops = append(r.drops, d); r.mu.Unlock() }
+
+// reasons returns the reasons of the drops once there are n of them (OnDrop
+// runs after the dropped client already sees its connection closed), or
+// what there is after 5s.
+func (r *dropRecorder) reasons(n int) []DropReason {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		r.mu.Lock()
+		var out []DropReason
+		for _, d := range r.drops {
+			out = append(out, d.Reason)
+		}
+		r.mu.Unlock()
+		if len(out) >= n || time.Now().After(deadline) {
+			return out
+		}
+	}
+}
+
+// dialFrom connects to addr from the source address src ("" for any),
+// and reports whether the server serves it: an echo of a ping comes back.
+// A connection the server drops reads EOF or a reset instead.
+func dialFrom(t *testing.T, src, addr string) (nc net.Conn, served bool) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	network, address, err := ParseAddr(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	nc, err = d.Dial(network, address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(nc, "ping")
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(nc, buf)
+	nc.SetDeadline(time.Time{})
+	return nc, err == nil && string(buf) == "ping"
+}
+
+func TestServerMaxConnsPerIP(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var r dropRecorder
+		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }, MaxConnsPerIP: 2, OnDrop: r.record}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		first, ok1 := dialFrom(t, "127.0.0.1", addr)
+		_, ok2 := dialFrom(t, "127.0.0.1", addr)
+		_, ok3 := dialFrom(t, "127.0.0.1", addr)
+		_, other := dialFrom(t, "127.0.0.2", addr)
+		if !ok1 || !ok2 || ok3 || !other {
+			t.Fatalf("served: 127.0.0.1 ×3 %v %v %v, 127.0.0.2 %v; want the third from 127.0.0.1 alone refused", ok1, ok2, ok3, other)
+		}
+		if got := r.reasons(1); len(got) != 1 || got[0] != DropPerIP {
+			t.Errorf("drops %q, want one %q", got, string(DropPerIP))
+		}
+		first.Close() // its slot is given back once it has closed
+		deadline := time.Now().Add(5 * time.Second)
+		var clients []net.Conn
+		for {
+			nc, ok := dialFrom(t, "127.0.0.1", addr)
+			clients = append(clients, nc)
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a client's slot was not given back after its connection closed")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		s.Close()
+		waitFor(t, served, 5*time.Second, "Serve to return")
+		closeAll := func() {
+			for _, nc := range clients {
+				nc.Close()
+			}
+		}
+		closeAll()
+		clients = nil
+		s.mu.Lock()
+		for c := range s.conns {
+			go c.Close() // the test's other clients
+		}
+		s.mu.Unlock()
+		waitFor(t, s.Done(), 5*time.Second, "the server's close event")
+		s.mu.Lock()
+		left := len(s.admission.perIP)
+		s.mu.Unlock()
+		if left != 0 {
+			t.Errorf("after every connection closed, %d client addresses are still counted", left)
+		}
+	})
+}
+
+func TestServerAcceptRate(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		var r dropRecorder
+		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }, AcceptRate: 0.01, AcceptBurst: 2, OnDrop: r.record}
+		addr, served := serveOn(t, e, s, addr)
+		_, ok1 := dialFrom(t, "", addr)
+		_, ok2 := dialFrom(t, "", addr)
+		_, ok3 := dialFrom(t, "", addr)
+		if !ok1 || !ok2 || ok3 {
+			t.Fatalf("served %v %v %v; want a burst of 2, then a refusal", ok1, ok2, ok3)
+		}
+		if got := r.reasons(1); len(got) != 1 || got[0] != DropRate {
+			t.Errorf("drops %q, want one %q", got, string(DropRate))
+		}
+		s.Close()
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
+
+func TestServerAllowDeny(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var r dropRecorder
+		s := &Server{
+			Handler: func(c *Conn) { Pipe(c, c) },
+			Allow:   []netip.Prefix{netip.MustParsePrefix("127.0.0.0/30")},
+			Deny:    []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")},
+			OnDrop:  r.record,
+		}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		for _, tt := range []struct {
+			src  string
+			want bool
+		}{{"127.0.0.1", true}, {"127.0.0.2", false}, {"127.0.0.3", true}, {"127.0.0.4", false}} {
+			if _, ok := dialFrom(t, tt.src, addr); ok != tt.want {
+				t.Errorf("from %s: served %v, want %v", tt.src, ok, tt.want)
+			}
+		}
+		if got := r.reasons(2); len(got) != 2 || got[0] != DropDenied || got[1] != DropDenied {
+			t.Errorf("drops %q, want two %q", got, string(DropDenied))
+		}
+		s.Close()
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
+
+// On a dual-stack listener an IPv4 client's address arrives IPv4-mapped;
+// it is unmapped before it is matched, and a mapped prefix matches too.
+func TestServerDenyMappedAddresses(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::]:0"); err != nil {
+		t.Skipf("no dual-stack listener: %v", err)
+	} else {
+		ln.Close()
+	}
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var log logBuffer
+		s := &Server{
+			Handler: func(c *Conn) { Pipe(c, c) },
+			Deny: []netip.Prefix{
+				netip.MustParsePrefix("127.0.0.2/32"),
+				netip.MustParsePrefix("::ffff:127.0.0.3/128"),
+			},
+			Logger: log.logger(),
+		}
+		addr, served := serveOn(t, e, s, "[::]:0")
+		_, port, _ := net.SplitHostPort(addr)
+		for _, tt := range []struct {
+			src  string
+			want bool
+		}{{"127.0.0.1", true}, {"127.0.0.2", false}, {"127.0.0.3", false}} {
+			if _, ok := dialFrom(t, tt.src, "127.0.0.1:"+port); ok != tt.want {
+				t.Errorf("from %s to a dual-stack listener: served %v, want %v", tt.src, ok, tt.want)
+			}
+		}
+		// Without OnDrop, the first drop of a run is logged, with its reason.
+		// (logged after the client already sees its connection closed)
+		l := log.String()
+		for deadline := time.Now().Add(5 * time.Second); strings.Count(l, "dropping connections") < 1 && time.Now().Before(deadline); l = log.String() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if strings.Count(l, "dropping connections") != 1 || !strings.Contains(l, "reason=denied") {
+			t.Errorf("log %q: want one drop line, with reason=denied", l)
+		}
+		s.Close()
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
