@@ -72,6 +72,10 @@ func TestUsageErrors(t *testing.T) {
 		{name: "bad log format", args: []string{"echo", "--log-format", "xml"}, want: "must be text or json"},
 		{name: "bad duration", args: []string{"echo", "--grace", "soon"}, want: "--grace"},
 		{name: "negative max-conns", args: []string{"echo", "--max-conns", "-1"}, want: "--max-conns"},
+		{name: "negative max-conns-per-ip", args: []string{"echo", "--max-conns-per-ip", "-1"}, want: "--max-conns-per-ip"},
+		{name: "negative accept-rate", args: []string{"echo", "--accept-rate", "-5"}, want: "--accept-rate"},
+		{name: "bad allow prefix", args: []string{"echo", "--allow", "10.0.0.0/33"}, want: `--allow "10.0.0.0/33": not an address prefix`},
+		{name: "bad deny address", args: []string{"echo", "--deny", "127.0.0.1,localhost"}, want: `--deny "localhost"`},
 		{name: "send-only and recv-only", args: []string{"connect", "--send-only", "--recv-only", "x:1"},
 			want: "exclude each other"},
 	}

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -23,6 +25,11 @@ type echoOptions struct {
 	greeting     *textValue
 	logFormat    *choiceValue
 	maxConns     int
+	maxPerIP     int
+	acceptRate   float64
+	allow, deny  []string // prefixes or addresses, as given
+	allowP       []netip.Prefix
+	denyP        []netip.Prefix
 	idleTimeout  time.Duration
 	noDelay      bool
 	grace        time.Duration
@@ -74,6 +81,12 @@ on a few event loops (little memory per connection; the echo handler never
 blocks), goroutine gives each connection a goroutine of its own. The
 "listening" line names the engine.
 
+Limits: --max-conns caps the open connections, --max-conns-per-ip those
+from one client address, --accept-rate new connections per second; --allow
+and --deny admit or refuse clients by address prefix (--deny wins). A
+connection over a limit is closed at once, and a warning names its client
+and the limit.
+
 --no-delay is on by default, as in Go: each write goes out at once.
 --no-delay=false turns Nagle's algorithm on, which is Node's default.`,
 		Example: `  tcpkit echo                          # localhost:8124, loopback only
@@ -82,7 +95,8 @@ blocks), goroutine gives each connection a goroutine of its own. The
   tcpkit echo /tmp/echo.sock           # a Unix socket; try: nc -U /tmp/echo.sock
   tcpkit echo --greeting 'Echo server\r\n' 1337
   tcpkit echo --greeting '' --quiet    # no greeting, no logs
-  tcpkit echo --log-format json --max-conns 100 --idle-timeout 5m`,
+  tcpkit echo --log-format json --max-conns 100 --idle-timeout 5m
+  tcpkit echo --max-conns-per-ip 10 --accept-rate 200 --deny 10.0.0.0/8 :8124`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr := defaultEchoAddr
@@ -95,6 +109,10 @@ blocks), goroutine gives each connection a goroutine of its own. The
 	f := cmd.Flags()
 	f.Var(o.greeting, "greeting", `text sent to each client on connect; '' for none. Escapes: \r \n \t \\ \xHH`)
 	f.IntVar(&o.maxConns, "max-conns", 0, "most open connections; more are accepted and closed at once (0: no limit)")
+	f.IntVar(&o.maxPerIP, "max-conns-per-ip", 0, "most open connections from one client address; more are closed at once (0: no limit)")
+	f.Float64Var(&o.acceptRate, "accept-rate", 0, "most new connections per second, in bursts of up to as many; more are closed at once (0: no limit)")
+	f.StringSliceVar(&o.allow, "allow", nil, "serve only clients in these prefixes or addresses (CIDR, comma-separated or repeated)")
+	f.StringSliceVar(&o.deny, "deny", nil, "refuse clients in these prefixes or addresses (CIDR); wins over --allow")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close a connection after this long without traffic (0: never)")
 	f.BoolVar(&o.noDelay, "no-delay", true, "send small writes at once (TCP_NODELAY); =false enables Nagle, like Node")
 	f.DurationVar(&o.grace, "grace", 5*time.Second, "on SIGINT/SIGTERM, how long open connections may take to finish")
@@ -111,12 +129,23 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 	switch {
 	case o.maxConns < 0:
 		return &exitErr{code: exitUsage, msg: "--max-conns must not be negative"}
+	case o.maxPerIP < 0:
+		return &exitErr{code: exitUsage, msg: "--max-conns-per-ip must not be negative"}
+	case o.acceptRate < 0:
+		return &exitErr{code: exitUsage, msg: "--accept-rate must not be negative"}
 	case o.idleTimeout < 0:
 		return &exitErr{code: exitUsage, msg: "--idle-timeout must not be negative"}
 	case o.grace < 0:
 		return &exitErr{code: exitUsage, msg: "--grace must not be negative"}
 	case o.shutdownIdle <= 0:
 		return &exitErr{code: exitUsage, msg: "--shutdown-idle must be positive"}
+	}
+	var err error
+	if o.allowP, err = parsePrefixes("--allow", o.allow); err != nil {
+		return err
+	}
+	if o.denyP, err = parsePrefixes("--deny", o.deny); err != nil {
+		return err
 	}
 	log := newLogger(a.stderr, o.logFormat.value, o.quiet)
 	if o.grace < o.shutdownIdle {
@@ -206,11 +235,42 @@ func newEchoServer(o *echoOptions, log *slog.Logger, cut *atomic.Int64) *tcpkit.
 			Nagle:       !o.noDelay,
 		},
 		MaxConnections: o.maxConns,
+		MaxConnsPerIP:  o.maxPerIP,
+		AcceptRate:     o.acceptRate,
+		Allow:          o.allowP,
+		Deny:           o.denyP,
 		Logger:         log,
 		OnDrop: func(d tcpkit.Drop) {
-			log.Warn("connection dropped: --max-conns reached", "remote", peer(d.RemoteAddr), "max_conns", o.maxConns)
+			switch d.Reason {
+			case tcpkit.DropMaxConnections:
+				log.Warn("connection dropped: --max-conns reached", "remote", peer(d.RemoteAddr), "max_conns", o.maxConns)
+			case tcpkit.DropPerIP:
+				log.Warn("connection dropped: --max-conns-per-ip reached", "remote", peer(d.RemoteAddr), "max_conns_per_ip", o.maxPerIP)
+			case tcpkit.DropRate:
+				log.Warn("connection dropped: --accept-rate exceeded", "remote", peer(d.RemoteAddr), "accept_rate", o.acceptRate)
+			default:
+				log.Warn("connection dropped: client not allowed (--allow, --deny)", "remote", peer(d.RemoteAddr), "reason", string(d.Reason))
+			}
 		},
 	}
+}
+
+// parsePrefixes parses the values of flag: CIDR prefixes, or bare
+// addresses, which stand for themselves alone.
+func parsePrefixes(flag string, values []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range values {
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, &exitErr{code: exitUsage, msg: fmt.Sprintf("%s %q: not an address prefix (10.0.0.0/8) or an address", flag, v)}
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // shutdown shuts srv down gracefully: it stops accepting and gives the

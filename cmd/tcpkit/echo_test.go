@@ -544,3 +544,39 @@ func TestEchoEngine(t *testing.T) {
 		t.Errorf("--engine threads: exit %d, stderr %q; want a usage error naming the flag", r.code, r.stderr)
 	}
 }
+
+// TestEchoAdmissionLimits: --deny refuses a client by address and
+// --max-conns-per-ip caps one client's connections; each refusal is a
+// warning that names the client and the limit, and the others are served.
+func TestEchoAdmissionLimits(t *testing.T) {
+	e := startEcho(t, "--deny", "127.0.0.2", "--max-conns-per-ip", "1", "127.0.0.1:0")
+	from := func(src string) net.Conn {
+		t.Helper()
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		nc, err := d.Dial("tcp", e.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		return nc
+	}
+	first := from("127.0.0.1")
+	readN(t, first, len("hello\r\n"))
+	for _, tt := range []struct{ src, msg string }{
+		{"127.0.0.2", "connection dropped: client not allowed (--allow, --deny)"},
+		{"127.0.0.1", "connection dropped: --max-conns-per-ip reached"},
+	} {
+		nc := from(tt.src)
+		if b, err := io.ReadAll(nc); len(b) != 0 || err != nil {
+			t.Errorf("from %s: got %q, %v; want the connection closed at once", tt.src, b, err)
+		}
+		line := logLine(t, e.stderr, tt.msg)
+		if !strings.Contains(line, "remote="+nc.LocalAddr().String()) {
+			t.Errorf("drop line %q does not name the client %s", line, nc.LocalAddr())
+		}
+	}
+	if got := string(readN(t, from("127.0.0.3"), len("hello\r\n"))); got != "hello\r\n" {
+		t.Errorf("a third client got %q, want the greeting", got)
+	}
+}
