@@ -45,25 +45,25 @@ type Conn struct {
 	bytesRead    atomic.Int64
 	bytesWritten atomic.Int64
 
-	mu       sync.Mutex // guards the fields up to writers
+	mu       sync.Mutex // guards the fields below
 	wq       []byte     // output not yet taken by a flush
 	spare    []byte     // an emptied queue buffer, kept for reuse
 	inflight int        // bytes taken by the writer and not yet written
-	writing  bool       // a flush of the queue is running
-	overHigh bool       // the queue went over HighWater; OnDrain is armed
 	drainGen uint64     // counts OnDrain events posted; see Pipe
-	ending   bool       // End was called
 	endCause error      // what Write returns after End: ErrWriteAfterEnd, or errShutdownEnded
 	endErr   error      // EndWithError's error: the close error of a clean close
-	discard  bool       // EndWithError was called: drop input unseen
-	finSent  bool       // our FIN has gone out
+	closeErr error
+	done     chan struct{} // made when Done is first called; closed after the OnClose callbacks returned
+	err      error         // the close error, set before finished
+	// The flags, side by side so that they share one word.
+	writing  bool // a flush of the queue is running
+	overHigh bool // the queue went over HighWater; OnDrain is armed
+	ending   bool // End was called
+	discard  bool // EndWithError was called: drop input unseen
+	finSent  bool // our FIN has gone out
 	paused   bool
 	closing  bool
-	closeErr error
-
-	done     chan struct{} // made when Done is first called; closed after the OnClose callbacks returned
-	finished bool          // the OnClose callbacks have returned
-	err      error         // the close error, set before finished
+	finished bool // the OnClose callbacks have returned
 }
 
 // Event bits posted to the event goroutine.

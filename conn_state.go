@@ -12,9 +12,9 @@ import (
 // goroutine touches.
 type readState struct {
 	held    []byte // data read while paused, delivered on Resume
+	fired   int64  // the activity stamp OnTimeout last fired for
 	eof     bool   // the peer's FIN has been read
 	endSent bool   // OnEnd has been delivered
-	fired   int64  // the activity stamp OnTimeout last fired for
 	rearm   bool   // look at the timers again
 }
 

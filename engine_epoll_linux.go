@@ -383,8 +383,8 @@ type epollDriver struct {
 	peerEnd      bool
 	writable     bool
 	slowReported bool
-	timerSeq     uint64    // the live heap entry's seq; older entries are stale
-	timerAt      time.Time // the live entry's time; zero for none
+	timerSeq     uint64        // the live heap entry's seq; older entries are stale
+	timerAt      time.Duration // the live entry's time, as monotime counts it; 0 for none
 }
 
 // stepOnce runs the event rules once, reading while the socket has input.
@@ -470,11 +470,15 @@ func (d *epollDriver) wake() {
 }
 
 func (d *epollDriver) setTimer(deadline time.Time) {
-	if deadline.Equal(d.timerAt) {
+	var at time.Duration // 0: none
+	if !deadline.IsZero() {
+		at = deadline.Sub(epoch)
+	}
+	if at == d.timerAt {
 		return // armed already: the heap needs no second entry
 	}
 	d.timerSeq++
-	d.timerAt = deadline
+	d.timerAt = at
 	if !deadline.IsZero() {
 		heap.Push(&d.l.timers, timerEntry{at: deadline, d: d, seq: d.timerSeq})
 	}
@@ -667,6 +671,6 @@ func (h *timerHeap) popDue(now time.Time) (*epollDriver, bool) {
 	}
 	e := heap.Pop(h).(timerEntry)
 	e.d.timerSeq++ // fired: a later setTimer arms it again
-	e.d.timerAt = time.Time{}
+	e.d.timerAt = 0
 	return e.d, true
 }
