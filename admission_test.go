@@ -200,3 +200,20 @@ func TestServerDenyMappedAddresses(t *testing.T) {
 		waitFor(t, served, 5*time.Second, "Serve to return")
 	})
 }
+
+// Allow alone admits only its prefixes; MaxConnsPerIP and Deny unset.
+func TestServerAllowOnly(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+			Logger: failOnPanicLogger(t)}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		if _, ok := dialFrom(t, "127.0.0.1", addr); !ok {
+			t.Error("a client in Allow was refused")
+		}
+		if _, ok := dialFrom(t, "127.0.0.2", addr); ok {
+			t.Error("a client outside Allow was served")
+		}
+		s.Close()
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
