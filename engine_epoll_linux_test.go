@@ -190,3 +190,27 @@ func TestEpollAddrsSameForEveryCaller(t *testing.T) {
 		}
 	}
 }
+
+// A listener closed by its owner directly, not through the Server, ends
+// Serve with an error wrapping net.ErrClosed, as on the goroutine engine,
+// though the socket leaves the loop's epoll instance without an event.
+func TestEpollServeEndsWhenListenerClosedDirectly(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }}
+		e.apply(s)
+		ln, err := Listen(context.Background(), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		if err := echoOnce(addrString(ln.Addr()), []byte("before")); err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
+		if err := waitFor(t, served, 5*time.Second, "Serve to return"); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Serve returned %v, want an error wrapping net.ErrClosed", err)
+		}
+		s.Close()
+	})
+}

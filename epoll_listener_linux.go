@@ -36,13 +36,23 @@ type epollListener struct {
 	ready  chan struct{} // the loop saw the socket readable
 	closed chan struct{}
 
-	// mu serialises accept4 with Close, which closes fd: a descriptor
-	// closed under accept4 could be another socket's by then.
+	// accept4 runs inside raw.Control, which holds net's reference to the
+	// descriptor, so that a listener closed by its owner directly is never
+	// accepted from by number. mu guards the call's results.
+	raw      syscall.RawConn
+	acceptFn func(fd uintptr) // l.acceptOn, made once: Control allocates nothing
 	mu       sync.Mutex
-	fd       int // the listening socket's, from net; -1 once closed
+	gotFd    int
+	gotErr   error
 	rsa      unix.RawSockaddrAny
 	isClosed bool
+	recheck  *time.Timer // while waiting: a listener closed directly sends no event
 }
+
+// recheckEvery is how often Accept looks again while it waits, in case its
+// listener was closed by its owner (not through Close) and so left the
+// loop's epoll instance without a word.
+const recheckEvery = time.Second
 
 // listen wraps ln, and registers its socket with one of e's loops.
 func (e *EpollEngine) listen(ln net.Listener, sc syscall.Conn) (*epollListener, error) {
@@ -50,8 +60,10 @@ func (e *EpollEngine) listen(ln net.Listener, sc syscall.Conn) (*epollListener, 
 	if err != nil {
 		return nil, err
 	}
-	l := &epollListener{Listener: ln, e: e, ready: make(chan struct{}, 1), closed: make(chan struct{})}
-	raw.Control(func(fd uintptr) { l.fd = int(fd) }) // valid until l.Close closes ln
+	l := &epollListener{Listener: ln, e: e, raw: raw, ready: make(chan struct{}, 1), closed: make(chan struct{})}
+	l.acceptFn = l.acceptOn
+	l.recheck = time.NewTimer(recheckEvery)
+	l.recheck.Stop()
 	switch a := ln.Addr().(type) {
 	case *net.TCPAddr:
 		l.tcp = true
@@ -104,8 +116,11 @@ func (l *epollListener) Accept() (net.Conn, error) {
 	for {
 		a, err := l.accept()
 		if err == unix.EAGAIN {
+			l.recheck.Reset(recheckEvery)
 			select {
 			case <-l.ready:
+				continue
+			case <-l.recheck.C:
 				continue
 			case <-l.closed:
 				err = net.ErrClosed
@@ -127,7 +142,13 @@ func (l *epollListener) accept() (*acceptedSocket, error) {
 	if l.isClosed {
 		return nil, net.ErrClosed
 	}
-	fd, err := accept4(l.fd, &l.rsa)
+	if cerr := l.raw.Control(l.acceptFn); cerr != nil {
+		if errors.Is(cerr, net.ErrClosed) {
+			return nil, net.ErrClosed
+		}
+		return nil, cerr
+	}
+	fd, err := l.gotFd, l.gotErr
 	switch err {
 	case nil:
 	case unix.EAGAIN:
@@ -144,6 +165,9 @@ func (l *epollListener) accept() (*acceptedSocket, error) {
 	}
 	return a, nil
 }
+
+// acceptOn accepts from the listening socket s, for accept's Control call.
+func (l *epollListener) acceptOn(s uintptr) { l.gotFd, l.gotErr = accept4(int(s), &l.rsa) }
 
 // accept4 accepts from the non-blocking listening socket s into rsa,
 // retrying on EINTR; it cannot block, so it skips the scheduler's
@@ -169,6 +193,7 @@ func (l *epollListener) Close() error {
 	defer l.mu.Unlock()
 	if !l.isClosed {
 		l.isClosed = true
+		l.recheck.Stop()
 		close(l.closed)
 		l.e.forget(l.token)
 	}
