@@ -213,7 +213,57 @@ func TestServerAllowOnly(t *testing.T) {
 		if _, ok := dialFrom(t, "127.0.0.2", addr); ok {
 			t.Error("a client outside Allow was served")
 		}
+		s.mu.Lock()
+		counted := len(s.admission.perIP)
+		s.mu.Unlock()
+		if counted != 0 {
+			t.Errorf("without MaxConnsPerIP, %d client addresses are counted", counted)
+		}
 		s.Close()
 		waitFor(t, served, 5*time.Second, "Serve to return")
 	})
+}
+
+// AcceptRate alone allows bursts of its own size, and its bucket refills
+// at the rate. (A token per 500ms: the burst's three dials take far less.)
+func TestServerAcceptRateDefaultBurstAndRefill(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		var r dropRecorder
+		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }, AcceptRate: 2, OnDrop: r.record}
+		addr, served := serveOn(t, e, s, "127.0.0.1:0")
+		var got []bool
+		for range 3 { // a burst of 2, then one too many
+			_, ok := dialFrom(t, "", addr)
+			got = append(got, ok)
+		}
+		if !got[0] || !got[1] || got[2] {
+			t.Fatalf("served %v; want the first 2 (the default burst, AcceptRate) and not the third", got)
+		}
+		time.Sleep(700 * time.Millisecond) // a token and more
+		if _, ok := dialFrom(t, "", addr); !ok {
+			t.Fatal("after the bucket refilled for 700ms at 2/s, a connection was refused")
+		}
+		s.Close()
+		waitFor(t, served, 5*time.Second, "Serve to return")
+	})
+}
+
+func TestAdmissionPrefixMatch(t *testing.T) {
+	for _, tt := range []struct {
+		prefix, ip string
+		want       bool
+	}{
+		{"127.0.0.0/8", "127.1.2.3", true},
+		{"127.0.0.0/8", "10.0.0.1", false},
+		{"::ffff:0.0.0.0/96", "10.0.0.1", true}, // every IPv4 address, mapped
+		{"::ffff:10.0.0.0/104", "10.9.9.9", true},
+		{"::ffff:10.0.0.0/104", "11.0.0.1", false},
+		{"::1/128", "::1", true},
+		{"::1/128", "127.0.0.1", false},
+	} {
+		got := matches([]netip.Prefix{netip.MustParsePrefix(tt.prefix)}, netip.MustParseAddr(tt.ip))
+		if got != tt.want {
+			t.Errorf("matches(%s, %s) = %v, want %v", tt.prefix, tt.ip, got, tt.want)
+		}
+	}
 }
