@@ -109,6 +109,7 @@ type matrix struct {
 	unpinned           bool // no taskset; GOMAXPROCS=procs, procs loops
 	procs              int
 	servers            []server
+	messageCells       int // message cells selected to run
 	log                io.Writer
 }
 
@@ -163,12 +164,17 @@ func run() error {
 		return err
 	}
 	start := time.Now()
-	var rep report
-	rep.header = m.describe()
 	re, err := regexp.Compile(*cellsRE)
 	if err != nil {
 		return err
 	}
+	for _, c := range mainCells {
+		if re.MatchString(c.name) {
+			m.messageCells++
+		}
+	}
+	var rep report
+	rep.header = m.describe()
 	if m.scale > 0 {
 		rep.scale = m.runIdle(m.scale, "scale")
 	} else {
@@ -232,8 +238,11 @@ func (m *matrix) describe() []string {
 			strings.TrimSpace(string(nodeV)), strings.TrimSpace(ccLine)),
 		"mode: " + m.modeLine(),
 	}
-	if m.scale > 0 {
+	switch {
+	case m.scale > 0:
 		return append(lines, fmt.Sprintf("scale cell only: %s connections per server, held %s", num(float64(m.scale)), m.idleHold))
+	case m.messageCells == 0:
+		return append(lines, fmt.Sprintf("idle cell only: %s connections per server, held %s, one run each", num(float64(m.idleConns)), m.idleHold))
 	}
 	return append(lines, fmt.Sprintf("%d run(s) per cell, each %s after a %s warmup, a fresh server process per run",
 		m.reps, m.duration, m.warmup))
