@@ -160,21 +160,24 @@ func (e *EpollEngine) newConn(nc net.Conn, cfg *ConnConfig, srv *Server, log *sl
 		return nil, os.NewSyscallError("fcntl", derr)
 	}
 	_, tcp := nc.(*net.TCPConn)
-	l := e.loops[int(e.next.Add(1))%len(e.loops)]
-	d := &epollDriver{l: l, fd: fd, tcp: tcp}
+	d := &epollDriver{fd: fd, tcp: tcp}
 	d.keepAddrs(nc.LocalAddr(), nc.RemoteAddr())
 	nc.Close() // the duplicate keeps the socket, still non-blocking
-	c := newConn(d, cfg, srv, log)
-	d.c = c
-	return c, nil
+	return e.attach(d, cfg, srv, log), nil
+}
+
+// attach puts d on the next of e's loops and makes its Conn.
+func (e *EpollEngine) attach(d *epollDriver, cfg *ConnConfig, srv *Server, log *slog.Logger) *Conn {
+	d.l = e.loops[int(e.next.Add(1))%len(e.loops)]
+	d.c = newConn(d, cfg, srv, log)
+	return d.c
 }
 
 // adopt makes a Conn on a loop of e for a socket fresh from an
 // epollListener, with the kernel's defaults: Go's net would have set
 // TCP_NODELAY on it, and so does adopt, unless cfg asks for Nagle.
 func (e *EpollEngine) adopt(a *acceptedSocket, cfg *ConnConfig, srv *Server, log *slog.Logger) *Conn {
-	l := e.loops[int(e.next.Add(1))%len(e.loops)]
-	d := &epollDriver{l: l, fd: a.fd, tcp: a.tcp}
+	d := &epollDriver{fd: a.fd, tcp: a.tcp}
 	d.keepAliveOff.Store(true)
 	if a.tcp {
 		d.localAP, d.remoteAP = a.localAP, a.remoteAP
@@ -186,9 +189,7 @@ func (e *EpollEngine) adopt(a *acceptedSocket, cfg *ConnConfig, srv *Server, log
 	}
 	*a = acceptedSocket{}
 	acceptedSockets.Put(a)
-	c := newConn(d, cfg, srv, log)
-	d.c = c
-	return c
+	return e.attach(d, cfg, srv, log)
 }
 
 func (e *EpollEngine) start(c *Conn, h Handler) {
@@ -250,13 +251,15 @@ func (l *epollLoop) run() {
 			d.queued.Store(false)
 			l.schedule(d)
 		}
-		for now := time.Now(); ; {
-			d, ok := l.timers.popDue(now)
-			if !ok {
-				break
+		if l.timers.Len() > 0 { // the clock is read only with a timer set
+			for now := time.Now(); ; {
+				d, ok := l.timers.popDue(now)
+				if !ok {
+					break
+				}
+				d.c.onTimer()
+				l.schedule(d)
 			}
-			d.c.onTimer()
-			l.schedule(d)
 		}
 		if closing {
 			for _, d := range l.conns {
