@@ -169,15 +169,16 @@ func (l *epollListener) accept() (*acceptedSocket, error) {
 // acceptOn accepts from the listening socket s, for accept's Control call.
 func (l *epollListener) acceptOn(s uintptr) { l.gotFd, l.gotErr = accept4(int(s), &l.rsa) }
 
-// accept4 accepts from the non-blocking listening socket s into rsa,
-// retrying on EINTR; it cannot block, so it skips the scheduler's
-// bookkeeping, as the loops' reads do.
+// accept4 accepts from the non-blocking listening socket s into rsa. It
+// retries on EINTR, and on ECONNABORTED (a connection reset while it
+// waited in the backlog), as Go's net does; it cannot block, so it skips
+// the scheduler's bookkeeping, as the loops' reads do.
 func accept4(s int, rsa *unix.RawSockaddrAny) (int, error) {
 	for {
 		n := uint32(unix.SizeofSockaddrAny)
 		fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(s), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)),
 			unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
-		if errno != unix.EINTR {
+		if errno != unix.EINTR && errno != unix.ECONNABORTED {
 			if errno != 0 {
 				return -1, errno
 			}
