@@ -5,31 +5,31 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// dropRecorder collects a Server's drops.
-type dropRecorder struct {
-	mu    sync.Mutex
-	drops []Drop
-}
+// dropRecorder collects a Server's drops; record is its OnDrop.
+type dropRecorder struct{ drops chan Drop }
 
-func (r *dropRecorder) record(d Drop) { r.mu.Lock(); r.drops = append(r.drops, d); r.mu.Unlock() }
+func newDropRecorder() *dropRecorder { return &dropRecorder{drops: make(chan Drop, 16)} }
 
-// reasons returns the reasons of the drops once there are n of them (OnDrop
-// runs after the dropped client already sees its connection closed), or
-// what there is after 5s.
-func (r *dropRecorder) reasons(n int) []DropReason {
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		r.mu.Lock()
-		var out []DropReason
-		for _, d := range r.drops {
+func (r *dropRecorder) record(d Drop) { r.drops <- d }
+
+// reasons waits for n drops (OnDrop runs after the dropped client already
+// sees its connection closed) and returns their reasons, with any more
+// that have come by then.
+func (r *dropRecorder) reasons(t *testing.T, n int) []DropReason {
+	t.Helper()
+	var out []DropReason
+	for range n {
+		out = append(out, waitFor(t, r.drops, 5*time.Second, "a drop").Reason)
+	}
+	for {
+		select {
+		case d := <-r.drops:
 			out = append(out, d.Reason)
-		}
-		r.mu.Unlock()
-		if len(out) >= n || time.Now().After(deadline) {
+		default:
 			return out
 		}
 	}
@@ -63,47 +63,31 @@ func dialFrom(t *testing.T, src, addr string) (nc net.Conn, served bool) {
 
 func TestServerMaxConnsPerIP(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
-		var r dropRecorder
-		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }, MaxConnsPerIP: 2, OnDrop: r.record}
+		r := newDropRecorder()
+		conns := make(chan *Conn, 8)
+		s := &Server{Handler: func(c *Conn) { Pipe(c, c); conns <- c }, MaxConnsPerIP: 2, OnDrop: r.record}
 		addr, served := serveOn(t, e, s, "127.0.0.1:0")
 		first, ok1 := dialFrom(t, "127.0.0.1", addr)
+		firstConn := waitFor(t, conns, 5*time.Second, "the first connection")
 		_, ok2 := dialFrom(t, "127.0.0.1", addr)
 		_, ok3 := dialFrom(t, "127.0.0.1", addr)
 		_, other := dialFrom(t, "127.0.0.2", addr)
 		if !ok1 || !ok2 || ok3 || !other {
 			t.Fatalf("served: 127.0.0.1 ×3 %v %v %v, 127.0.0.2 %v; want the third from 127.0.0.1 alone refused", ok1, ok2, ok3, other)
 		}
-		if got := r.reasons(1); len(got) != 1 || got[0] != DropPerIP {
+		if got := r.reasons(t, 1); len(got) != 1 || got[0] != DropPerIP {
 			t.Errorf("drops %q, want one %q", got, string(DropPerIP))
 		}
 		first.Close() // its slot is given back once it has closed
-		deadline := time.Now().Add(5 * time.Second)
-		var clients []net.Conn
-		for {
-			nc, ok := dialFrom(t, "127.0.0.1", addr)
-			clients = append(clients, nc)
-			if ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("a client's slot was not given back after its connection closed")
-			}
-			time.Sleep(10 * time.Millisecond)
+		waitFor(t, firstConn.Done(), 5*time.Second, "the first connection's close")
+		if _, ok := dialFrom(t, "127.0.0.1", addr); !ok {
+			t.Fatal("a client's slot was not given back after its connection closed")
 		}
 		s.Close()
 		waitFor(t, served, 5*time.Second, "Serve to return")
-		closeAll := func() {
-			for _, nc := range clients {
-				nc.Close()
-			}
-		}
-		closeAll()
-		clients = nil
-		s.mu.Lock()
-		for c := range s.conns {
+		for _, c := range s.openConns() {
 			go c.Close() // the test's other clients
 		}
-		s.mu.Unlock()
 		waitFor(t, s.Done(), 5*time.Second, "the server's close event")
 		s.mu.Lock()
 		left := len(s.admission.perIP)
@@ -116,7 +100,7 @@ func TestServerMaxConnsPerIP(t *testing.T) {
 
 func TestServerAcceptRate(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
-		var r dropRecorder
+		r := newDropRecorder()
 		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }, AcceptRate: 0.01, AcceptBurst: 2, OnDrop: r.record}
 		addr, served := serveOn(t, e, s, addr)
 		_, ok1 := dialFrom(t, "", addr)
@@ -125,7 +109,7 @@ func TestServerAcceptRate(t *testing.T) {
 		if !ok1 || !ok2 || ok3 {
 			t.Fatalf("served %v %v %v; want a burst of 2, then a refusal", ok1, ok2, ok3)
 		}
-		if got := r.reasons(1); len(got) != 1 || got[0] != DropRate {
+		if got := r.reasons(t, 1); len(got) != 1 || got[0] != DropRate {
 			t.Errorf("drops %q, want one %q", got, string(DropRate))
 		}
 		s.Close()
@@ -135,7 +119,7 @@ func TestServerAcceptRate(t *testing.T) {
 
 func TestServerAllowDeny(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
-		var r dropRecorder
+		r := newDropRecorder()
 		s := &Server{
 			Handler: func(c *Conn) { Pipe(c, c) },
 			Allow:   []netip.Prefix{netip.MustParsePrefix("127.0.0.0/30")},
@@ -151,7 +135,7 @@ func TestServerAllowDeny(t *testing.T) {
 				t.Errorf("from %s: served %v, want %v", tt.src, ok, tt.want)
 			}
 		}
-		if got := r.reasons(2); len(got) != 2 || got[0] != DropDenied || got[1] != DropDenied {
+		if got := r.reasons(t, 2); len(got) != 2 || got[0] != DropDenied || got[1] != DropDenied {
 			t.Errorf("drops %q, want two %q", got, string(DropDenied))
 		}
 		s.Close()
@@ -228,7 +212,7 @@ func TestServerAllowOnly(t *testing.T) {
 // at the rate. (A token per 500ms: the burst's three dials take far less.)
 func TestServerAcceptRateDefaultBurstAndRefill(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
-		var r dropRecorder
+		r := newDropRecorder()
 		s := &Server{Handler: func(c *Conn) { Pipe(c, c) }, AcceptRate: 2, OnDrop: r.record}
 		addr, served := serveOn(t, e, s, "127.0.0.1:0")
 		var got []bool
