@@ -45,7 +45,6 @@ type epollListener struct {
 	gotFd    int
 	gotErr   error
 	rsa      unix.RawSockaddrAny
-	isClosed bool
 	recheck  *time.Timer // while waiting: a listener closed directly sends no event
 }
 
@@ -139,7 +138,7 @@ func (l *epollListener) Accept() (net.Conn, error) {
 func (l *epollListener) accept() (*acceptedSocket, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.isClosed {
+	if l.isClosed() {
 		return nil, net.ErrClosed
 	}
 	if cerr := l.raw.Control(l.acceptFn); cerr != nil {
@@ -164,6 +163,16 @@ func (l *epollListener) accept() (*acceptedSocket, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// isClosed reports whether Close was called.
+func (l *epollListener) isClosed() bool {
+	select {
+	case <-l.closed:
+		return true
+	default:
+		return false
+	}
 }
 
 // acceptOn accepts from the listening socket s, for accept's Control call.
@@ -192,8 +201,7 @@ func accept4(s int, rsa *unix.RawSockaddrAny) (int, error) {
 func (l *epollListener) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.isClosed {
-		l.isClosed = true
+	if !l.isClosed() {
 		l.recheck.Stop()
 		close(l.closed)
 		l.e.forget(l.token)
