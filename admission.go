@@ -1,6 +1,7 @@
 package tcpkit
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -68,6 +69,19 @@ func (s *Server) admitLocked(ip netip.Addr, hasIP bool) DropReason {
 	if hasIP && s.MaxConnsPerIP > 0 && adm.perIP[ip] >= s.MaxConnsPerIP {
 		return DropPerIP
 	}
+	if reason := s.takeTokenLocked(); reason != "" {
+		return reason
+	}
+	if hasIP {
+		s.countLocked(ip)
+	}
+	return ""
+}
+
+// takeTokenLocked takes a token from the accept-rate bucket, or returns
+// DropRate. Called with s.mu held.
+func (s *Server) takeTokenLocked() DropReason {
+	adm := &s.admission
 	if s.AcceptRate > 0 {
 		burst := float64(s.AcceptBurst)
 		if burst <= 0 {
@@ -85,14 +99,93 @@ func (s *Server) admitLocked(ip netip.Addr, hasIP bool) DropReason {
 		}
 		adm.tokens--
 	}
-	if hasIP && s.MaxConnsPerIP > 0 {
+	return ""
+}
+
+// countLocked counts a connection from ip against MaxConnsPerIP. Called
+// with s.mu held.
+func (s *Server) countLocked(ip netip.Addr) {
+	adm := &s.admission
+	if s.MaxConnsPerIP > 0 {
 		if adm.perIP == nil {
 			adm.perIP = make(map[netip.Addr]int)
 		}
 		adm.perIP[ip]++
 	}
-	return ""
 }
+
+// admitEdge applies the limits by address to a connection whose PROXY
+// header has named its real client, on its event goroutine; a connection
+// refused here is reported to OnDrop and closed. It reports whether the
+// connection may go on.
+func (s *Server) admitEdge(c *Conn) bool {
+	if s.ProxyProtocol == ProxyOff {
+		return true // counted when accepted
+	}
+	ip, hasIP := s.clientIP(c)
+	if !hasIP {
+		return true
+	}
+	reason := DropReason("")
+	s.mu.Lock()
+	switch {
+	case matches(s.Deny, ip) || len(s.Allow) > 0 && !matches(s.Allow, ip):
+		reason = DropDenied
+	case s.MaxConnsPerIP > 0 && s.admission.perIP[ip] >= s.MaxConnsPerIP:
+		reason = DropPerIP
+	default:
+		s.countLocked(ip)
+		c.edge.counted, c.edge.countedIP = true, ip
+		s.mu.Unlock()
+		return true
+	}
+	first := !s.dropping
+	s.dropping = true
+	s.mu.Unlock()
+	c.closeWith(fmt.Errorf("tcpkit: connection refused: %s", reason.String()))
+	s.reportDrop(Drop{LocalAddr: c.LocalAddr(), RemoteAddr: c.RemoteAddr(), Reason: reason}, first)
+	return false
+}
+
+// reportDrop tells OnDrop of a dropped connection, or logs the first of a
+// run of drops.
+func (s *Server) reportDrop(d Drop, first bool) {
+	switch {
+	case s.OnDrop != nil:
+		s.OnDrop(d)
+	case first:
+		s.logger().Warn("tcpkit: dropping connections: "+d.Reason.String(),
+			"reason", string(d.Reason), "remote", d.RemoteAddr.String())
+	}
+}
+
+// handshakeFailed counts and reports a connection whose PROXY header or
+// TLS handshake failed.
+func (s *Server) handshakeFailed(he *HandshakeError) {
+	s.handshakeErr.Add(1)
+	s.mu.Lock()
+	first := !s.failing
+	s.failing = true
+	s.mu.Unlock()
+	switch {
+	case s.OnHandshakeError != nil:
+		s.OnHandshakeError(he)
+	case first:
+		s.logger().Warn("tcpkit: connection failed its handshake; later failures are not logged until one succeeds",
+			"stage", he.Stage, "remote", he.RemoteAddr.String(), "err", he.Err)
+	}
+}
+
+// handshakeOK ends a run of handshake failures.
+func (s *Server) handshakeOK() {
+	s.mu.Lock()
+	s.failing = false
+	s.mu.Unlock()
+}
+
+// HandshakeErrors returns how many connections have failed their PROXY
+// header or TLS handshake.
+func (s *Server) HandshakeErrors() int64 { return s.handshakeErr.Load() }
 
 // releaseLocked uncounts a connection from ip that admitLocked counted.
 // Called with s.mu held.

@@ -30,6 +30,9 @@ type Conn struct {
 	srv *Server     // the accepting server; nil for a dialled connection
 	log *slog.Logger
 	rs  readState // the event rules' own state; event goroutine only
+	// edge runs the PROXY header and TLS stages before the Handler, and
+	// keeps what they leave (addresses, TLS); nil for a plain connection.
+	edge *connEdge
 
 	ls   atomic.Pointer[listeners] // copied on write, so events read it without a lock
 	lsMu sync.Mutex                // serialises the writers of ls
@@ -230,6 +233,38 @@ func (c *Conn) Write(p []byte) (int, error) {
 // write is Write, also reporting, as of the same moment, whether the queue
 // is over HighWater and how many drain events have been posted (see Pipe).
 func (c *Conn) write(p []byte) (n int, over bool, drains uint64, err error) {
+	if e := c.edge; e != nil && e.tls != nil {
+		return c.writeTLS(p)
+	}
+	return c.writeRaw(p)
+}
+
+// writeTLS is write on a TLS connection: p is encrypted, and the records
+// queued.
+func (c *Conn) writeTLS(p []byte) (n int, over bool, drains uint64, err error) {
+	if len(p) == 0 {
+		return 0, false, 0, nil
+	}
+	c.mu.Lock()
+	err = c.writableLocked()
+	c.mu.Unlock()
+	if err != nil {
+		return 0, false, 0, err
+	}
+	n, over, drains, err = c.edge.tls.write(p)
+	if err != nil {
+		c.mu.Lock()
+		if werr := c.writableLocked(); werr != nil {
+			err = werr // ended or closed meanwhile: say so, not what TLS makes of it
+		}
+		c.mu.Unlock()
+	}
+	return n, over, drains, err
+}
+
+// writeRaw writes p to the socket, or queues it: the bytes of a plain
+// connection, the records of a TLS one.
+func (c *Conn) writeRaw(p []byte) (n int, over bool, drains uint64, err error) {
 	if len(p) == 0 {
 		return 0, false, 0, nil
 	}
@@ -269,6 +304,9 @@ func (c *Conn) End() error { return c.end(ErrWriteAfterEnd) }
 
 // end is End, with cause as what later Writes return.
 func (c *Conn) end(cause error) error {
+	if e := c.edge; e != nil && e.tls != nil {
+		e.tls.closeNotify() // before the FIN, after what is queued
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -304,7 +342,16 @@ func (c *Conn) endIfIdle(idle time.Duration) {
 	c.mu.Lock()
 	var err error
 	if c.idleLocked(idle) {
-		err = c.endLocked(errShutdownEnded)
+		if e := c.edge; e != nil && e.tls != nil {
+			// close_notify goes out first, and TLS refuses Writes after
+			// it; one that came between is sent before it.
+			c.mu.Unlock()
+			e.tls.closeNotify()
+			c.mu.Lock()
+		}
+		if !c.closing {
+			err = c.endLocked(errShutdownEnded)
+		}
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -460,10 +507,26 @@ func (c *Conn) BytesRead() int64 { return c.bytesRead.Load() }
 func (c *Conn) BytesWritten() int64 { return c.bytesWritten.Load() }
 
 // LocalAddr returns the local address. It stays valid after close.
-func (c *Conn) LocalAddr() net.Addr { a, _ := c.drv.addrs(); return a }
+// Behind a proxy that sent a PROXY protocol header, it is the address the
+// client connected to, as the header gives it.
+func (c *Conn) LocalAddr() net.Addr {
+	if a := c.edgeAddrs(); a != nil {
+		return a.local
+	}
+	a, _ := c.drv.addrs()
+	return a
+}
 
-// RemoteAddr returns the peer's address. It stays valid after close.
-func (c *Conn) RemoteAddr() net.Addr { _, a := c.drv.addrs(); return a }
+// RemoteAddr returns the peer's address. It stays valid after close. Behind
+// a proxy that sent a PROXY protocol header, it is the real client's
+// address, as the header gives it.
+func (c *Conn) RemoteAddr() net.Addr {
+	if a := c.edgeAddrs(); a != nil {
+		return a.remote
+	}
+	_, a := c.drv.addrs()
+	return a
+}
 
 // Done returns a channel that is closed once the close event has been
 // delivered and the connection's goroutines have finished their work.

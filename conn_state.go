@@ -22,6 +22,10 @@ type readState struct {
 func (c *Conn) open(h Handler) {
 	c.rs.fired, c.rs.rearm = -1, true
 	c.touch()
+	if c.edge != nil {
+		c.beginEdge(h)
+		return
+	}
 	if h != nil {
 		h(c)
 	}
@@ -81,6 +85,12 @@ func (c *Conn) step() action {
 			rs.rearm = false
 			continue
 		}
+		if c.edge != nil && c.edge.stage != stageReady {
+			if act, wait := c.edgeStep(); wait {
+				return act
+			}
+			continue
+		}
 		if discard {
 			rs.held, paused = nil, false // EndWithError: input is read to its end and dropped unseen
 		}
@@ -92,6 +102,9 @@ func (c *Conn) step() action {
 			p := rs.held
 			rs.held = nil
 			c.emitData(p)
+			if e := c.edge; e != nil && e.tls != nil && !e.tls.more {
+				e.tls.release()
+			}
 			continue
 		case !paused && rs.eof && !rs.endSent:
 			rs.endSent = true
@@ -103,6 +116,9 @@ func (c *Conn) step() action {
 			continue
 		case paused || rs.eof:
 			return actWait
+		case c.edge != nil && c.edge.tls != nil && c.edge.tls.more:
+			c.decryptInput() // TLS holds more plaintext than one buffer took
+			continue
 		}
 		return actRead
 	}
@@ -112,6 +128,10 @@ func (c *Conn) step() action {
 // untouched until step asks for the next read, and err, io.EOF at the
 // peer's end.
 func (c *Conn) onRead(p []byte, err error) {
+	if c.edge != nil {
+		c.edgeRead(p, err)
+		return
+	}
 	if len(p) > 0 {
 		c.bytesRead.Add(int64(len(p)))
 		c.touch()
@@ -135,7 +155,8 @@ func (c *Conn) onTimer() { c.rs.rearm = true }
 // idle period.
 func (c *Conn) checkTimers(fired *int64) time.Time {
 	timeout, idle, endBy := c.timeout.Load(), int64(c.cfg.IdleTimeout), c.endBy.Load()
-	if timeout <= 0 && idle <= 0 && endBy == 0 {
+	edgeBy := c.edgeDeadline(int64(monotime()))
+	if timeout <= 0 && idle <= 0 && endBy == 0 && edgeBy == 0 {
 		return time.Time{}
 	}
 	// The notification's idle period also restarts at SetTimeout, which is
@@ -173,6 +194,9 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	if endBy != 0 {
 		next = min(next, endBy)
 	}
+	if edgeBy != 0 {
+		next = min(next, edgeBy)
+	}
 	if next == math.MaxInt64 {
 		return time.Time{}
 	}
@@ -193,6 +217,9 @@ func (c *Conn) finish() {
 	c.mu.Lock()
 	c.err = c.closeErr
 	c.mu.Unlock()
+	if c.edge != nil {
+		c.finishEdge(c.err)
+	}
 	if c.srv != nil {
 		c.srv.connClosing(c) // NumConns no longer counts it, in OnClose already
 	}

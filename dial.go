@@ -2,6 +2,7 @@ package tcpkit
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 )
 
 // A Dialer makes client connections, Node's net.connect. Its zero value is
@@ -41,6 +44,25 @@ type Dialer struct {
 	// Logger receives log lines about the connections, such as panics
 	// recovered in callbacks. Default slog.Default().
 	Logger *slog.Logger
+
+	// TLS, if set, makes the connection a TLS client: Dial returns once
+	// the handshake is done, or its *HandshakeError. The server is
+	// verified unless TLS.InsecureSkipVerify says otherwise, against
+	// TLS.ServerName, by default the host of the address dialled (a Unix
+	// socket has none: set ServerName). TLS 1.2 is the least version
+	// offered; NextProtos offers ALPN protocols.
+	TLS *tls.Config
+
+	// HandshakeTimeout bounds the TLS handshake, on top of ctx. Default
+	// DefaultHandshakeTimeout (10s).
+	HandshakeTimeout time.Duration
+
+	// ProxyHeader, if set, is written first thing on each connection, as a
+	// load balancer would (before TLS): tell a server that reads the PROXY
+	// protocol who the real client is. Build it with
+	// proxyproto.HeaderProxyFromAddrs(version, source, destination); its
+	// Version (1 or 2) chooses the format.
+	ProxyHeader *proxyproto.Header
 }
 
 // Dial connects to addr, in the grammar of ParseAddr, with the zero Dialer.
@@ -78,9 +100,31 @@ func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error
 		Resolver:      d.Resolver,
 		KeepAlive:     -1, // newConn applies cfg.KeepAlive
 	}
+	var tlsCfg *tls.Config
+	if d.TLS != nil {
+		host, _, _ := net.SplitHostPort(address)
+		if network != "tcp" {
+			host = ""
+		}
+		if tlsCfg, err = clientTLSConfig(d.TLS, host); err != nil {
+			return nil, err
+		}
+	}
+	var header []byte
+	if d.ProxyHeader != nil {
+		if header, err = d.ProxyHeader.Format(); err != nil {
+			return nil, fmt.Errorf("tcpkit: Dialer.ProxyHeader: %w", err)
+		}
+	}
 	nc, err := nd.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, explainDialError(network, address, err)
+	}
+	if header != nil {
+		if err := writeFirst(ctx, nc, header); err != nil {
+			nc.Close()
+			return nil, err
+		}
 	}
 	e := engineOr(d.Engine)
 	c, err := e.newConn(nc, &cfg, nil, d.Logger)
@@ -88,8 +132,45 @@ func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error
 		nc.Close()
 		return nil, err
 	}
+	if tlsCfg == nil {
+		e.start(c, h)
+		return c, nil
+	}
+	timeout := d.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	c.edge = &connEdge{stage: stageTLS, pause: cfg.PauseOnConnect, handshakeTimeout: timeout,
+		ready: make(chan error, 1)}
+	c.paused = false
+	c.edge.tls = newTLSLayer(c, tlsCfg, false)
+	ready := c.edge.ready
 	e.start(c, h)
+	select {
+	case err = <-ready:
+	case <-ctx.Done():
+		c.Close()
+		<-ready
+		err = ctx.Err()
+	}
+	if err != nil {
+		<-c.Done()
+		return nil, err
+	}
 	return c, nil
+}
+
+// writeFirst writes p to a new connection before its engine takes it
+// over, within ctx.
+func writeFirst(ctx context.Context, nc net.Conn, p []byte) error {
+	if dl, ok := ctx.Deadline(); ok {
+		nc.SetWriteDeadline(dl)
+		defer nc.SetWriteDeadline(time.Time{})
+	}
+	if _, err := nc.Write(p); err != nil {
+		return fmt.Errorf("tcpkit: writing the PROXY header: %w", err)
+	}
+	return nil
 }
 
 // explainDialError adds what the bare errno leaves unsaid about a failed

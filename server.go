@@ -2,6 +2,7 @@ package tcpkit
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -55,6 +57,44 @@ type Server struct {
 	AcceptRate  float64
 	AcceptBurst int
 
+	// TLS, if set, makes the server speak TLS: each connection's handshake
+	// runs before its Handler, which sees a connection ready for
+	// application data; OnData delivers plaintext and Write encrypts. It
+	// needs a certificate (Certificates, or GetCertificate: see
+	// CertReloader for one that rereads its files); TLS 1.2 is the least
+	// version accepted whatever MinVersion says. The handshake runs off
+	// the accept path, on either engine, and a client that fails it, or
+	// sends nothing, costs only its own connection (see OnHandshakeError).
+	TLS *tls.Config
+
+	// HandshakeTimeout bounds each TLS handshake. Default
+	// DefaultHandshakeTimeout (10s).
+	HandshakeTimeout time.Duration
+
+	// ProxyProtocol says whether connections begin with a PROXY protocol
+	// header (v1 or v2) from a load balancer; TrustedProxies lists the
+	// peers allowed to send one (empty: any peer; a Unix socket's peer is
+	// always allowed). With a header, RemoteAddr and LocalAddr report the
+	// addresses it gives, ProxyHeader returns it, and MaxConnsPerIP, Allow
+	// and Deny apply to the real client's address. A header from a peer
+	// not in TrustedProxies, a malformed one, or none where required closes
+	// the connection. The LOCAL command (a proxy's health check) keeps the
+	// socket's addresses. The header comes before TLS.
+	ProxyProtocol  ProxyPolicy
+	TrustedProxies []netip.Prefix
+
+	// ProxyHeaderTimeout bounds the wait for a PROXY header. Default
+	// DefaultProxyHeaderTimeout (5s). Under ProxyOptional, a connection
+	// that has sent nothing by then is served as one without a header.
+	ProxyHeaderTimeout time.Duration
+
+	// OnHandshakeError is called for each connection closed because its
+	// PROXY header or TLS handshake failed or timed out, on that
+	// connection's event goroutine (so it may run for several connections
+	// at once). If nil, the first failure of each run of failures is
+	// logged to Logger.
+	OnHandshakeError func(err *HandshakeError)
+
 	// ShutdownIdle is how long Shutdown waits for a connection to be idle
 	// before it ends it: no byte read or written for this long, nothing
 	// queued to write, no input waiting unread, not paused. TCP keeps no
@@ -99,7 +139,8 @@ type Server struct {
 	Logger *slog.Logger
 
 	once         sync.Once
-	cfg          ConnConfig // ConnConfig with defaults filled in
+	cfg          ConnConfig  // ConnConfig with defaults filled in
+	tlsConfig    *tls.Config // TLS, checked, TLS 1.2 at least
 	shutdownIdle time.Duration
 	cfgErr       error
 	mu           sync.Mutex // guards the fields below
@@ -110,6 +151,8 @@ type Server struct {
 	finished     bool // OnClose has been called
 	dropping     bool // in a run of drops
 	admission    admission
+	failing      bool // in a run of handshake failures
+	handshakeErr atomic.Int64
 	handlers     sync.WaitGroup
 	stop         chan struct{} // closed by Close
 	done         chan struct{} // closed after OnClose
@@ -134,6 +177,12 @@ func NewServer(h Handler) *Server { return &Server{Handler: h} }
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.cfg, s.cfgErr = s.ConnConfig.resolve()
+		if s.cfgErr == nil {
+			s.cfgErr = checkServerTLS(s.TLS)
+		}
+		if s.TLS != nil {
+			s.tlsConfig = serverTLSConfig(s.TLS)
+		}
 		s.shutdownIdle = s.ShutdownIdle
 		switch {
 		case s.shutdownIdle == 0:
@@ -275,7 +324,13 @@ func (s *Server) startConn(nc net.Conn) {
 		s.reportError(err)
 		return
 	}
+	if s.tlsConfig != nil || s.ProxyProtocol != ProxyOff {
+		c.edge = s.newServerEdge(c)
+	}
 	ip, hasIP := s.clientIP(c)
+	if s.ProxyProtocol != ProxyOff {
+		hasIP = false // the limits by address wait for the real one, in the header
+	}
 	s.mu.Lock()
 	if s.closing { // Close ran between Accept and here
 		s.mu.Unlock()
@@ -288,14 +343,11 @@ func (s *Server) startConn(nc net.Conn) {
 		s.mu.Unlock()
 		d := Drop{LocalAddr: c.LocalAddr(), RemoteAddr: c.RemoteAddr(), Reason: reason}
 		c.drv.close(false)
-		switch {
-		case s.OnDrop != nil:
-			s.OnDrop(d)
-		case first:
-			s.logger().Warn("tcpkit: dropping connections: "+reason.String(),
-				"reason", string(reason), "remote", d.RemoteAddr.String())
-		}
+		s.reportDrop(d, first)
 		return
+	}
+	if c.edge != nil && hasIP {
+		c.edge.counted, c.edge.countedIP = true, ip
 	}
 	s.dropping = false
 	s.conns[c] = struct{}{}
@@ -307,6 +359,9 @@ func (s *Server) startConn(nc net.Conn) {
 // connClosing is called by each connection before its close event.
 func (s *Server) connClosing(c *Conn) {
 	ip, hasIP := s.clientIP(c)
+	if c.edge != nil { // counted when accepted, after its header, or not at all
+		ip, hasIP = c.edge.countedIP, c.edge.counted
+	}
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.releaseLocked(ip, hasIP)

@@ -1,0 +1,276 @@
+package tcpkit
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultHandshakeTimeout bounds a TLS handshake when Server.HandshakeTimeout
+// or Dialer.HandshakeTimeout is zero.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// maxHandshakeInput is how much ciphertext a connection reads ahead while
+// its handshake runs; it stops reading there until the handshake has
+// taken some.
+const maxHandshakeInput = 256 << 10
+
+// A tlsLayer is a connection's TLS, run over the bytes its engine reads and
+// writes, on either engine: crypto/tls reads ciphertext from, and writes
+// records to, a tlsTransport rather than the socket. The handshake runs on
+// a goroutine of its own, blocking in the transport until the engine has
+// read more; after it, the event goroutine decrypts what the engine reads
+// as it reads it, and the transport reports "nothing more yet" with a
+// temporary error, which crypto/tls does not keep.
+type tlsLayer struct {
+	c  *Conn
+	tc *tls.Conn
+
+	mu          sync.Mutex
+	cond        sync.Cond
+	in          []byte // ciphertext read from the socket, not yet taken by tc
+	inEnd       error  // the socket's end (io.EOF) or failure, after in
+	blocking    bool   // the handshake is running: Read waits for input
+	aborted     bool   // the connection is closing: Read fails
+	handshakeWG sync.WaitGroup
+	handshakeOK bool  // the handshake has finished; event goroutine only
+	result      error // the handshake's outcome, once done is set; guarded by mu
+	done        bool
+
+	// Plaintext decrypted and not yet delivered, in a pooled buffer; more
+	// says tc may hold more than the buffer took.
+	plain *[]byte
+	more  bool
+
+	// Write serialises tc.Write with the queue's answer to it (see
+	// Conn.write): wOver and wDrains are the last raw write's.
+	wmu     sync.Mutex
+	wOver   atomic.Bool
+	wDrains atomic.Uint64
+}
+
+// newTLSLayer puts TLS on c, as a server or as a client, with cfg.
+func newTLSLayer(c *Conn, cfg *tls.Config, server bool) *tlsLayer {
+	t := &tlsLayer{c: c, blocking: true}
+	t.cond.L = &t.mu
+	tr := &tlsTransport{t}
+	if server {
+		t.tc = tls.Server(tr, cfg)
+	} else {
+		t.tc = tls.Client(tr, cfg)
+	}
+	return t
+}
+
+// startHandshake runs the handshake on a goroutine of its own, which posts
+// a wake-up to the event goroutine when it is done.
+func (t *tlsLayer) startHandshake() {
+	t.handshakeWG.Add(1)
+	go func() {
+		defer t.handshakeWG.Done()
+		err := t.tc.HandshakeContext(context.Background())
+		t.mu.Lock()
+		t.done, t.result, t.blocking = true, err, false
+		t.mu.Unlock()
+		t.c.post(evWake)
+	}()
+}
+
+// outcome reports whether the handshake has finished, and how.
+func (t *tlsLayer) outcome() (done bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.done, t.result
+}
+
+// full reports whether the handshake has enough input waiting that the
+// engine should stop reading for now.
+func (t *tlsLayer) full() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.blocking && len(t.in) >= maxHandshakeInput
+}
+
+// input takes what the engine read: ciphertext, and the socket's end or
+// failure.
+func (t *tlsLayer) input(p []byte, end error) {
+	t.mu.Lock()
+	t.in = append(t.in, p...)
+	if end != nil && t.inEnd == nil {
+		t.inEnd = end
+	}
+	t.mu.Unlock()
+	t.cond.Broadcast()
+}
+
+// abort fails the handshake's reads, once the connection is closing, and
+// waits for the handshake goroutine to return.
+func (t *tlsLayer) abort() {
+	t.mu.Lock()
+	t.aborted = true
+	t.mu.Unlock()
+	t.cond.Broadcast()
+	t.handshakeWG.Wait()
+}
+
+// decrypt reads the plaintext that the ciphertext in hand holds, into
+// t.plain, up to size bytes. It returns io.EOF after the peer's
+// close_notify or the socket's end.
+func (t *tlsLayer) decrypt(size int) ([]byte, error) {
+	if t.plain == nil {
+		t.plain = getReadBuf(size)
+	}
+	buf := *t.plain
+	n := 0
+	var err error
+	for n < len(buf) {
+		var m int
+		m, err = t.tc.Read(buf[n:])
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	t.more = n == len(buf)
+	if err == errWouldBlock {
+		err = nil
+	}
+	if n == 0 {
+		t.release()
+		return nil, err
+	}
+	return buf[:n], err
+}
+
+// release gives the plaintext buffer back once its data is delivered.
+func (t *tlsLayer) release() {
+	if t.plain != nil {
+		putReadBuf(t.plain)
+		t.plain = nil
+	}
+}
+
+// write encrypts p and queues the records, reporting as the queue does
+// (see Conn.write).
+func (t *tlsLayer) write(p []byte) (n int, over bool, drains uint64, err error) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	n, err = t.tc.Write(p)
+	return n, t.wOver.Load(), t.wDrains.Load(), err
+}
+
+// closeNotify sends close_notify, once the handshake is done; End and
+// Shutdown send it before the FIN.
+func (t *tlsLayer) closeNotify() {
+	if t.tc.ConnectionState().HandshakeComplete {
+		t.tc.CloseWrite()
+	}
+}
+
+// errWouldBlock tells crypto/tls that no more ciphertext has been read
+// yet. It is a temporary net.Error, which tls.Conn does not keep: the next
+// Read tries again.
+var errWouldBlock error = &wouldBlockError{}
+
+type wouldBlockError struct{}
+
+func (*wouldBlockError) Error() string   { return "tcpkit: no more input yet" }
+func (*wouldBlockError) Timeout() bool   { return true }
+func (*wouldBlockError) Temporary() bool { return true }
+
+// A tlsTransport is the net.Conn that crypto/tls reads ciphertext from and
+// writes records to: the connection's input as the engine reads it, and
+// its write queue.
+type tlsTransport struct{ t *tlsLayer }
+
+func (tr *tlsTransport) Read(b []byte) (int, error) {
+	t := tr.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		switch {
+		case t.aborted:
+			return 0, net.ErrClosed
+		case len(t.in) > 0:
+			wasFull := len(t.in) >= maxHandshakeInput
+			n := copy(b, t.in)
+			t.in = t.in[n:]
+			if len(t.in) == 0 {
+				t.in = nil // let the buffer go
+			}
+			if wasFull && t.blocking && len(t.in) < maxHandshakeInput {
+				t.c.post(evWake) // below the read-ahead limit again: read on
+			}
+			return n, nil
+		case t.inEnd != nil:
+			return 0, t.inEnd
+		case !t.blocking:
+			return 0, errWouldBlock
+		}
+		t.cond.Wait()
+	}
+}
+
+func (tr *tlsTransport) Write(b []byte) (int, error) {
+	t := tr.t
+	_, over, drains, err := t.c.writeRaw(b)
+	t.wOver.Store(over)
+	t.wDrains.Store(drains)
+	if err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (tr *tlsTransport) Close() error                     { return nil } // the Conn closes the socket
+func (tr *tlsTransport) LocalAddr() net.Addr              { return tr.t.c.LocalAddr() }
+func (tr *tlsTransport) RemoteAddr() net.Addr             { return tr.t.c.RemoteAddr() }
+func (tr *tlsTransport) SetDeadline(time.Time) error      { return nil } // the Conn's timers bound the handshake
+func (tr *tlsTransport) SetReadDeadline(time.Time) error  { return nil }
+func (tr *tlsTransport) SetWriteDeadline(time.Time) error { return nil }
+
+// serverTLSConfig returns cfg with TLS 1.2 as the least version.
+func serverTLSConfig(cfg *tls.Config) *tls.Config {
+	if cfg.MinVersion >= tls.VersionTLS12 {
+		return cfg
+	}
+	cfg = cfg.Clone()
+	cfg.MinVersion = tls.VersionTLS12
+	return cfg
+}
+
+// clientTLSConfig returns cfg with TLS 1.2 as the least version and, if it
+// names no server, host as the name to verify and send (SNI).
+func clientTLSConfig(cfg *tls.Config, host string) (*tls.Config, error) {
+	if cfg.MinVersion >= tls.VersionTLS12 && cfg.ServerName != "" {
+		return cfg, nil
+	}
+	cfg = cfg.Clone()
+	cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS12)
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	if cfg.ServerName == "" && !cfg.InsecureSkipVerify && cfg.VerifyConnection == nil {
+		return nil, errors.New("tcpkit: TLS to a Unix socket needs Dialer.TLS.ServerName, the name the server's certificate must have")
+	}
+	return cfg, nil
+}
+
+// TLS returns the connection's negotiated TLS state (version, cipher
+// suite, ALPN protocol, peer certificates), or nil if it is not a TLS
+// connection. A Handler sees the state of a finished handshake.
+func (c *Conn) TLS() *tls.ConnectionState {
+	if c.edge == nil || c.edge.tls == nil {
+		return nil
+	}
+	st := c.edge.tls.tc.ConnectionState()
+	return &st
+}
+
+// isEOF reports whether err is the end of the input rather than a failure.
+func isEOF(err error) bool { return err == io.EOF }

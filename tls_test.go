@@ -1,0 +1,261 @@
+package tcpkit
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpkit/tcpkit/tlsutil"
+)
+
+// testCert is a self-signed certificate for localhost, 127.0.0.1 and ::1,
+// made once.
+var testCert = sync.OnceValue(func() tls.Certificate {
+	cert, err := tlsutil.SelfSigned(time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return cert
+})
+
+// testServerTLS is a server TLS config with testCert.
+func testServerTLS() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{testCert()}, NextProtos: []string{"echo/1"}}
+}
+
+// testClientTLS is a client TLS config that trusts testCert.
+func testClientTLS() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(testCert().Leaf)
+	return &tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{"echo/1"}}
+}
+
+// tlsEchoServer serves a greeting then an echo over TLS, recording each
+// connection's TLS state and handshake failures.
+func tlsEchoServer(t *testing.T, e engine, addr string) (string, *Server, chan *HandshakeError) {
+	failures := make(chan *HandshakeError, 16)
+	s := &Server{
+		TLS:    testServerTLS(),
+		Logger: failOnPanicLogger(t),
+		Handler: func(c *Conn) {
+			st := c.TLS()
+			if st == nil || !st.HandshakeComplete {
+				c.WriteString("no TLS state\n")
+			}
+			c.WriteString("hello " + st.NegotiatedProtocol + "\n")
+			Pipe(c, c)
+		},
+		OnHandshakeError: func(err *HandshakeError) { failures <- err },
+	}
+	return startServer(t, e, s, addr), s, failures
+}
+
+// dialTLS connects a crypto/tls client to addr.
+func dialTLS(t *testing.T, addr string, cfg *tls.Config) *tls.Conn {
+	t.Helper()
+	nc := dialRaw(t, addr)
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(context.Background()); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	return tc
+}
+
+func TestTLSEcho(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		addr, _, failures := tlsEchoServer(t, e, addr)
+		tc := dialTLS(t, addr, testClientTLS())
+		if v := tc.ConnectionState().Version; v < tls.VersionTLS12 {
+			t.Errorf("version %x", v)
+		}
+		// 1 MiB of random bytes, more than the queue's HighWater and many
+		// records, while reading concurrently.
+		want := make([]byte, 1<<20)
+		rand.Read(want)
+		go func() {
+			tc.Write(want)
+			tc.CloseWrite() // close_notify: the server sees its end
+		}()
+		got, err := io.ReadAll(tc)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		greeting := "hello echo/1\n"
+		if !bytes.HasPrefix(got, []byte(greeting)) {
+			t.Fatalf("greeting: %q", got[:min(len(got), 40)])
+		}
+		if !bytes.Equal(got[len(greeting):], want) {
+			t.Fatalf("echo: got %d bytes, want %d, equal %v", len(got)-len(greeting), len(want), false)
+		}
+		select {
+		case f := <-failures:
+			t.Fatalf("handshake failure: %v", f)
+		default:
+		}
+	})
+}
+
+func TestTLSDialer(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, e engine, addr string) {
+		addr, _, _ = tlsEchoServer(t, e, addr)
+		d := e.dialer()
+		d.TLS = testClientTLS()
+		got := make(chan []byte, 64)
+		ended := make(chan error, 1)
+		c, err := d.Dial(context.Background(), addr, func(c *Conn) {
+			c.OnData(func(p []byte) { got <- bytes.Clone(p) })
+			c.OnClose(func(err error) { ended <- err })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := c.TLS()
+		if st == nil || st.NegotiatedProtocol != "echo/1" || len(st.PeerCertificates) == 0 {
+			t.Fatalf("TLS state %+v", st)
+		}
+		c.WriteString("ping\n")
+		var all []byte
+		for !bytes.Contains(all, []byte("ping\n")) {
+			all = append(all, waitFor(t, got, 5*time.Second, "echo")...)
+		}
+		if string(all) != "hello echo/1\nping\n" {
+			t.Fatalf("got %q", all)
+		}
+		c.End() // close_notify, FIN; the server ends too
+		if err := waitFor(t, ended, 5*time.Second, "close"); err != nil {
+			t.Fatalf("close error %v", err)
+		}
+	})
+}
+
+func TestTLSDialerRefusesUnknownAuthority(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		addr, _, failures := tlsEchoServer(t, e, "127.0.0.1:0")
+		d := e.dialer()
+		d.TLS = &tls.Config{} // the system's roots, which do not know testCert
+		c, err := d.Dial(context.Background(), addr, func(c *Conn) { t.Error("handler called") })
+		var he *HandshakeError
+		var ua x509.UnknownAuthorityError
+		if c != nil || !errors.As(err, &he) || !errors.As(err, &ua) {
+			t.Fatalf("Dial = %v, %v; want a HandshakeError with x509.UnknownAuthorityError", c, err)
+		}
+		// The server hears of it too: the client's alert fails its handshake.
+		f := waitFor(t, failures, 5*time.Second, "server handshake failure")
+		if f.Stage != "tls" {
+			t.Errorf("stage %q", f.Stage)
+		}
+	})
+}
+
+func TestTLSDialerNameMismatch(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		addr, _, _ := tlsEchoServer(t, e, "127.0.0.1:0")
+		d := e.dialer()
+		d.TLS = testClientTLS()
+		d.TLS.ServerName = "example.com"
+		_, err := d.Dial(context.Background(), addr, nil)
+		var hn x509.HostnameError
+		if !errors.As(err, &hn) {
+			t.Fatalf("Dial: %v; want x509.HostnameError", err)
+		}
+	})
+}
+
+func TestTLSPlaintextClientFailsAlone(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		addr, s, failures := tlsEchoServer(t, e, "127.0.0.1:0")
+		plain := dialRaw(t, addr)
+		io.WriteString(plain, "GET / HTTP/1.0\r\n\r\n")
+		f := waitFor(t, failures, 5*time.Second, "handshake failure")
+		if f.Stage != "tls" || !strings.Contains(f.Error(), "TLS handshake") {
+			t.Errorf("failure %v", f)
+		}
+		if _, err := io.ReadAll(plain); err != nil && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+			t.Errorf("plain client: %v", err)
+		}
+		// Another client is served all the while.
+		tc := dialTLS(t, addr, testClientTLS())
+		io.WriteString(tc, "x\n")
+		buf := make([]byte, len("hello echo/1\nx\n"))
+		if _, err := io.ReadFull(tc, buf); err != nil || string(buf) != "hello echo/1\nx\n" {
+			t.Fatalf("TLS client: %q, %v", buf, err)
+		}
+		if n := s.HandshakeErrors(); n != 1 {
+			t.Errorf("HandshakeErrors = %d, want 1", n)
+		}
+	})
+}
+
+func TestTLSSilentClientDoesNotDelayOthers(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		failures := make(chan *HandshakeError, 16)
+		s := &Server{TLS: testServerTLS(), HandshakeTimeout: 300 * time.Millisecond, Logger: failOnPanicLogger(t),
+			Handler:          func(c *Conn) { Pipe(c, c) },
+			OnHandshakeError: func(err *HandshakeError) { failures <- err }}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		silent := dialRaw(t, addr) // connects, sends nothing
+		start := time.Now()
+		for range 3 {
+			tc := dialTLS(t, addr, testClientTLS())
+			io.WriteString(tc, "a")
+			b := make([]byte, 1)
+			if _, err := io.ReadFull(tc, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := time.Since(start); d > 250*time.Millisecond {
+			t.Errorf("three handshakes took %v behind a silent client", d)
+		}
+		f := waitFor(t, failures, 5*time.Second, "the silent client's timeout")
+		if !strings.Contains(f.Err.Error(), "no TLS handshake within") {
+			t.Errorf("failure %v", f)
+		}
+		silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := silent.Read(make([]byte, 1)); err == nil {
+			t.Error("the silent client's connection is still open")
+		}
+	})
+}
+
+func TestTLSSocketOptionsStillApply(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		conns := make(chan *Conn, 1)
+		s := &Server{TLS: testServerTLS(), Logger: failOnPanicLogger(t), Handler: func(c *Conn) { conns <- c }}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		tc := dialTLS(t, addr, testClientTLS())
+		tc.Write([]byte("x")) // the server's TLS 1.3 handshake completes on the client's Finished
+		c := waitFor(t, conns, 5*time.Second, "connection")
+		if err := c.SetNoDelay(false); err != nil {
+			t.Errorf("SetNoDelay: %v", err)
+		}
+		if err := c.SetKeepAlive(true, time.Minute); err != nil {
+			t.Errorf("SetKeepAlive: %v", err)
+		}
+		c.Reset()
+		_, err := io.ReadAll(tc)
+		if !isReset(err) {
+			t.Errorf("after Reset the client read %v, want ECONNRESET", err)
+		}
+	})
+}
+
+// isReset reports whether err is a connection reset.
+func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
+
+func TestTLSConfigNeedsCertificate(t *testing.T) {
+	s := &Server{TLS: &tls.Config{}}
+	err := s.Serve(mustListen(t, "127.0.0.1:0"))
+	if err == nil || !strings.Contains(err.Error(), "no certificate") {
+		t.Fatalf("Serve: %v", err)
+	}
+}
