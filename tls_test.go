@@ -259,3 +259,60 @@ func TestTLSConfigNeedsCertificate(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 }
+
+// FuzzTLSHandshakeGarbage sends garbage where a ClientHello belongs, in
+// random chunks, to a TLS server on each engine: the connection must fail
+// alone, its client must see it closed, and nothing may panic (the
+// servers' loggers fail the test on a recovered panic).
+func FuzzTLSHandshakeGarbage(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), uint8(3))
+	f.Add([]byte{0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0}, uint8(1))
+	f.Add([]byte{0x16, 0x03, 0x03, 0xff, 0xff}, uint8(2))
+	f.Add([]byte{0x80, 0x2e, 0x01, 0x03, 0x01}, uint8(7))
+	type target struct {
+		addr     string
+		failures chan *HandshakeError
+	}
+	var targets []target
+	for _, e := range engines {
+		failures := make(chan *HandshakeError, 1024)
+		s := &Server{TLS: testServerTLS(), HandshakeTimeout: 2 * time.Second, Logger: discardLogger(),
+			Handler:          func(c *Conn) { c.Close() },
+			OnHandshakeError: func(err *HandshakeError) { failures <- err }}
+		e.apply(s)
+		ln, err := Listen(context.Background(), "127.0.0.1:0")
+		if err != nil {
+			f.Fatal(err)
+		}
+		go s.Serve(ln)
+		f.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.Shutdown(ctx)
+		})
+		targets = append(targets, target{addrString(ln.Addr()), failures})
+	}
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
+		for _, tg := range targets {
+			nc := dialRaw(t, tg.addr)
+			nc.SetDeadline(time.Now().Add(5 * time.Second))
+			for b := in; len(b) > 0; {
+				n := min(len(b), int(chunk)+1)
+				if _, err := nc.Write(b[:n]); err != nil {
+					break // the server has given up already
+				}
+				b = b[n:]
+			}
+			nc.(*net.TCPConn).CloseWrite()
+			if _, err := io.ReadAll(nc); err != nil && !isReset(err) {
+				t.Fatalf("the client of a failed handshake read %v; want its end", err)
+			}
+			nc.Close()
+			select {
+			case <-tg.failures:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("no handshake failure reported for %q", in)
+			}
+		}
+	})
+}
