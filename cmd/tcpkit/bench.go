@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tcpkit/tcpkit"
 	"github.com/tcpkit/tcpkit/internal/loadgen"
 )
 
@@ -25,6 +27,7 @@ type benchOptions struct {
 	sources  int
 	pid      int
 	json     bool
+	tls      clientTLSFlags
 }
 
 func (a *app) benchCommand() *cobra.Command {
@@ -91,6 +94,7 @@ does, give the greeting with --greeting, or start the server with
 	f.IntVar(&o.sources, "sources", 0, "spread connections over this many source addresses, 127.0.0.1 up (TCP, for more than ~28k connections)")
 	f.IntVar(&o.pid, "pid", 0, "the server's process id, to report its CPU time and memory from /proc")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON, for machines")
+	o.tls.register(f)
 	return cmd
 }
 
@@ -112,6 +116,16 @@ func (a *app) bench(ctx context.Context, addr string, o *benchOptions) error {
 	if o.sources > 0 {
 		cfg.SourceIPs = loadgen.LoopbackSources(o.sources)
 	}
+	tlsCfg, err := o.tls.config()
+	if err != nil {
+		return err
+	}
+	if tlsCfg != nil && tlsCfg.ServerName == "" {
+		if network, address, err := tcpkit.ParseAddr(addr); err == nil && network == "tcp" {
+			tlsCfg.ServerName, _, _ = net.SplitHostPort(address)
+		}
+	}
+	cfg.TLS = tlsCfg
 	res, err := loadgen.Run(ctx, cfg, a.stderr)
 	if err != nil {
 		return failf("%s", strings.TrimPrefix(err.Error(), "loadgen: "))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ type connectOptions struct {
 	sendOnly    bool
 	recvOnly    bool
 	verbose     bool
+	tls         clientTLSFlags
 }
 
 // stdinChunk is the most stdin read at once, and so the most that one
@@ -42,6 +44,12 @@ output goes on until the server closes its side. The exit status is then 0.
 When the server closes first, tcpkit connect exits without waiting for
 standard input.
 
+--tls speaks TLS, verifying the server's certificate and name against the
+system's roots, or --ca FILE; --pin HEX trusts exactly the certificate with
+that SHA-256 fingerprint (as tcpkit echo --tls-self-signed logs it);
+--insecure verifies nothing. A failed handshake is one line that says why:
+unknown authority, name mismatch, expired, pin mismatch.
+
 ADDR is host:port, [v6]:port, or a Unix socket path (anything with a '/',
 or unix:NAME). It exits with status 1 and one line on stderr when the
 connection is refused, times out, is reset, or the path is missing or not a
@@ -51,7 +59,10 @@ socket.`,
   printf 'GET / HTTP/1.0\n\n' | tcpkit connect -C example.com:80
   tcpkit connect -w 2s 10.0.0.1:22              # give up connecting after 2s
   tcpkit connect --recv-only localhost:8124 > out.bin
-  tcpkit connect --send-only localhost:8124 < in.bin`,
+  tcpkit connect --send-only localhost:8124 < in.bin
+  tcpkit connect --tls example.com:443
+  tcpkit connect --tls --pin 3f2a...e9 127.0.0.1:8443
+  tcpkit connect --tls --ca ca.pem --server-name echo.internal 10.0.0.5:8443`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.sendOnly && o.recvOnly {
@@ -70,6 +81,7 @@ socket.`,
 	f.BoolVar(&o.sendOnly, "send-only", false, "send standard input; discard what the server sends")
 	f.BoolVar(&o.recvOnly, "recv-only", false, "print what the server sends; do not read standard input")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "say on stderr when connected and when closed")
+	o.tls.register(f)
 	return cmd
 }
 
@@ -88,7 +100,12 @@ func (a *app) connect(ctx context.Context, addr string, o *connectOptions) error
 		outErr   error                    // writing stdout failed; read after closed
 		started  = time.Now()
 	)
+	tlsCfg, err := o.tls.config()
+	if err != nil {
+		return err
+	}
 	d := tcpkit.Dialer{
+		TLS:            tlsCfg,
 		ConnectTimeout: o.timeout,
 		ConnConfig:     tcpkit.ConnConfig{IdleTimeout: o.idleTimeout},
 		// The library logs little (a panic in a callback would be a
@@ -116,8 +133,15 @@ func (a *app) connect(ctx context.Context, addr string, o *connectOptions) error
 			close(closed)
 		})
 	})
-	if err != nil {
+	var he *tcpkit.HandshakeError
+	switch {
+	case errors.As(err, &he):
+		return failf("%s: TLS handshake failed: %s", addr, explainTLS(err))
+	case err != nil:
 		return dialError(addr, err, o.timeout)
+	}
+	if st := c.TLS(); st != nil && o.verbose {
+		fmt.Fprintf(a.stderr, "tcpkit connect: %s, ALPN %q\n", tls.VersionName(st.Version), st.NegotiatedProtocol)
 	}
 	if o.verbose {
 		fmt.Fprintf(a.stderr, "tcpkit connect: connected to %s\n", addrString(c.RemoteAddr()))

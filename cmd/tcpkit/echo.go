@@ -36,6 +36,7 @@ type echoOptions struct {
 	shutdownIdle time.Duration
 	engine       *choiceValue
 	quiet        bool
+	edge         serverEdgeFlags
 }
 
 func (a *app) echoCommand() *cobra.Command {
@@ -87,6 +88,18 @@ and --deny admit or refuse clients by address prefix (--deny wins). A
 connection over a limit is closed at once, and a warning names its client
 and the limit.
 
+TLS: --tls-cert and --tls-key serve TLS with a certificate from files,
+reread on SIGHUP (a failed reread keeps the old one and says why);
+--tls-self-signed makes a fresh certificate for localhost, 127.0.0.1 and
+::1 and logs its fingerprint=..., which tcpkit connect --pin takes. A
+client that fails its handshake, or stays silent past --handshake-timeout,
+costs only its own connection; the first failure of a run is logged.
+
+Behind a load balancer (HAProxy's send-proxy or send-proxy-v2):
+--proxy-protocol required (or optional) reads the PROXY header first, and
+the log lines, --max-conns-per-ip, --allow and --deny see the real client's
+address. --trusted-proxies limits who may send one.
+
 --no-delay is on by default, as in Go: each write goes out at once.
 --no-delay=false turns Nagle's algorithm on, which is Node's default.`,
 		Example: `  tcpkit echo                          # localhost:8124, loopback only
@@ -96,7 +109,10 @@ and the limit.
   tcpkit echo --greeting 'Echo server\r\n' 1337
   tcpkit echo --greeting '' --quiet    # no greeting, no logs
   tcpkit echo --log-format json --max-conns 100 --idle-timeout 5m
-  tcpkit echo --max-conns-per-ip 10 --accept-rate 200 --deny 10.0.0.0/8 :8124`,
+  tcpkit echo --max-conns-per-ip 10 --accept-rate 200 --deny 10.0.0.0/8 :8124
+  tcpkit echo --tls-self-signed 127.0.0.1:8443   # then: tcpkit connect --tls --pin HEX 127.0.0.1:8443
+  tcpkit echo --tls-cert cert.pem --tls-key key.pem :8443
+  tcpkit echo --proxy-protocol required --trusted-proxies 127.0.0.1/32 127.0.0.1:9000`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr := defaultEchoAddr
@@ -120,6 +136,7 @@ and the limit.
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "log nothing")
 	f.Var(o.logFormat, "log-format", "log line format")
 	f.Var(o.engine, "engine", "how connections run: epoll (event loops, Linux only) or goroutine (one per connection)")
+	o.edge.register(f)
 	return cmd
 }
 
@@ -157,6 +174,11 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 
 	var cut atomic.Int64 // connections the shutdown cut short
 	srv := newEchoServer(o, log, &cut)
+	stopReload, err := o.edge.apply(srv, log)
+	if err != nil {
+		return err
+	}
+	defer stopReload()
 	if o.engine.value == "epoll" {
 		e, err := tcpkit.NewEpollEngine(tcpkit.EpollConfig{Logger: log})
 		if err != nil {

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"time"
@@ -135,6 +136,11 @@ type Config struct {
 	// (and, in Idle mode, its resident memory) is read from /proc before
 	// and after the measured window.
 	ServerPID int
+
+	// TLS, if set, makes each connection a TLS client with this
+	// configuration; the handshake is part of the dial (and of Connect
+	// mode's latency). Default nil: plain TCP.
+	TLS *tls.Config
 }
 
 // LoopbackSources returns n loopback addresses, 127.0.0.1 to 127.0.0.n,

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -157,6 +158,16 @@ func (r *runner) dial(n int, w *worker, buf []byte) (*session, *failure) {
 	c, err := d.DialContext(r.ctx, r.cfg.network, r.cfg.address)
 	if err != nil {
 		return nil, classify(err, true)
+	}
+	if r.cfg.TLS != nil {
+		tc := tls.Client(c, r.cfg.TLS)
+		c.SetDeadline(time.Now().Add(r.cfg.Timeout))
+		if err := tc.HandshakeContext(r.ctx); err != nil {
+			c.Close()
+			return nil, classify(fmt.Errorf("TLS handshake: %w", err), true)
+		}
+		c.SetDeadline(time.Time{})
+		c = tc
 	}
 	s := &session{c: c, id: r.nextID.Add(1)}
 	if w != nil {
