@@ -371,9 +371,11 @@ func TestPipePausesSource(t *testing.T) {
 			ca.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			ca.Write(make([]byte, 64<<20))
 		}()
-		for i := 0; !src.Paused(); i++ {
+		// Until the kernel's buffers are full, the queue drains and the
+		// source resumes: wait for it to stay paused over HighWater.
+		for i := 0; !src.Paused() || dst.Buffered() <= cfg.HighWater; i++ {
 			if i == 500 {
-				t.Fatalf("source never paused; destination queue %d bytes", dst.Buffered())
+				t.Fatalf("source never paused over HighWater; paused %v, destination queue %d bytes", src.Paused(), dst.Buffered())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

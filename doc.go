@@ -246,6 +246,32 @@
 //	defer cancel()
 //	srv.Shutdown(sctx)
 //
+// # TLS and the PROXY protocol
+//
+// [Server.TLS] and [Dialer.TLS] make connections speak TLS; they are
+// options, not wrappers, so everything else keeps working: socket options
+// act on the socket underneath, OnData delivers plaintext, Write encrypts,
+// End sends close_notify and then FIN, and Pipe's backpressure holds. On
+// both engines, TLS runs over the bytes the engine itself reads and
+// writes: the handshake on a short-lived goroutine of its own, which waits
+// for the engine to read more; after it, records are decrypted on the
+// connection's event goroutine (an epoll loop, on the epoll engine) as they
+// arrive. Conn.TLS returns the negotiated state. The queue's marks
+// (HighWater, MaxBuffered, Buffered) and BytesRead and BytesWritten count
+// bytes on the wire, that is records: plaintext plus 22 to 29 bytes per
+// record of up to 16 KiB.
+//
+// [Server.ProxyProtocol] reads a PROXY protocol header (v1 or v2, as
+// HAProxy and cloud load balancers send it) from the bytes the engine reads,
+// without blocking; the header's addresses become RemoteAddr and LocalAddr,
+// and the limits by address apply to the real client.
+//
+// Each connection goes socket, PROXY header, TLS handshake, Handler; each
+// stage has its own timeout and runs off the accept path, so a client that
+// connects and says nothing delays no one else. A failure closes only that
+// connection with a [*HandshakeError], which reaches
+// [Server.OnHandshakeError] and is counted ([Server.HandshakeErrors]).
+//
 // # Nagle's algorithm
 //
 // Connections start with TCP_NODELAY set, as Go's net package does; Node
