@@ -316,3 +316,70 @@ func FuzzTLSHandshakeGarbage(f *testing.F) {
 		}
 	})
 }
+
+// With a read buffer smaller than a record, one read of the socket holds
+// more plaintext than one data event takes: the rest must be delivered
+// without waiting for more input from the peer.
+func TestTLSSmallReadBuffer(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		s := &Server{TLS: testServerTLS(), Logger: failOnPanicLogger(t), Handler: func(c *Conn) { Pipe(c, c) },
+			ConnConfig: ConnConfig{ReadBufferSize: 1 << 10}}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		tc := dialTLS(t, addr, testClientTLS())
+		want := make([]byte, 48<<10) // three full records, then nothing more until the echo is back
+		rand.Read(want)
+		if _, err := tc.Write(want); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(want))
+		tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(tc, got); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("echo: %v (equal %v)", err, bytes.Equal(got, want))
+		}
+	})
+}
+
+// recordingConn keeps a copy of every byte read.
+type recordingConn struct {
+	net.Conn
+	mu  sync.Mutex
+	got []byte
+}
+
+func (r *recordingConn) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.mu.Lock()
+	r.got = append(r.got, p[:n]...)
+	r.mu.Unlock()
+	return n, err
+}
+
+// End sends close_notify before FIN, so that the peer can tell the end of
+// the data from a truncation. TLS 1.2 sends alerts in records of their own
+// type (21), which the raw bytes show.
+func TestTLSEndSendsCloseNotify(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		s := &Server{TLS: testServerTLS(), Logger: failOnPanicLogger(t),
+			Handler: func(c *Conn) { c.WriteString("bye"); c.End() }}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		rec := &recordingConn{Conn: dialRaw(t, addr)}
+		cfg := testClientTLS()
+		cfg.MaxVersion = tls.VersionTLS12
+		tc := tls.Client(rec, cfg)
+		got, err := io.ReadAll(tc)
+		if err != nil || string(got) != "bye" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+		// Walk the records: the last one must be an alert.
+		raw := rec.got
+		var last byte
+		for len(raw) >= 5 {
+			n := 5 + (int(raw[3])<<8 | int(raw[4]))
+			last = raw[0]
+			raw = raw[min(n, len(raw)):]
+		}
+		if last != 21 {
+			t.Errorf("the last record before the FIN has type %d, want 21 (alert: close_notify)", last)
+		}
+	})
+}
