@@ -273,6 +273,9 @@ func (c *Conn) writeRaw(p []byte) (n int, over bool, drains uint64, err error) {
 		c.mu.Unlock()
 		return 0, false, 0, err
 	}
+	if e := c.edge; e != nil && e.tls != nil {
+		e.tls.recordLocked(len(p)) // before any of it is sent
+	}
 	if !c.writing && len(c.wq) == 0 {
 		n, err = c.tryWrite(p)
 	}
@@ -495,7 +498,7 @@ func (c *Conn) SetKeepAlive(enable bool, period time.Duration) error {
 func (c *Conn) Buffered() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.wq) + c.inflight
+	return c.bufferedLocked()
 }
 
 // BytesRead returns the number of bytes received.
@@ -586,6 +589,9 @@ func (c *Conn) shut(err error, reset bool) {
 	c.closing = true
 	c.closeErr = err
 	c.wq, c.spare = nil, nil
+	if e := c.edge; e != nil && e.tls != nil {
+		e.tls.dropLocked()
+	}
 	c.mu.Unlock()
 	c.drv.close(reset)
 	c.post(evWake)

@@ -17,7 +17,25 @@ const maxSpare = 64 << 10
 func (c *Conn) tryWrite(p []byte) (int, error) {
 	n, err := c.drv.write(p)
 	c.bytesWritten.Add(int64(n))
+	c.sentLocked(n)
 	return n, err
+}
+
+// bufferedLocked is Buffered with c.mu held: the bytes queued or in flight,
+// counted as plaintext on a TLS connection.
+func (c *Conn) bufferedLocked() int {
+	if e := c.edge; e != nil && e.tls != nil {
+		return e.tls.plainQueued
+	}
+	return len(c.wq) + c.inflight
+}
+
+// sentLocked tells a TLS connection's accounting that n more bytes of its
+// records have gone to the kernel. Called with c.mu held.
+func (c *Conn) sentLocked(n int) {
+	if e := c.edge; e != nil && e.tls != nil && n > 0 {
+		e.tls.sentLocked(n)
+	}
 }
 
 // enqueueLocked appends p to the write queue and makes sure a flush is
@@ -29,7 +47,7 @@ func (c *Conn) enqueueLocked(p []byte) error {
 			ErrSlowConsumer, len(p), queued, c.cfg.MaxBuffered)
 	}
 	c.wq = append(c.wq, p...)
-	if queued+len(p) > c.cfg.HighWater {
+	if c.bufferedLocked() > c.cfg.HighWater {
 		c.overHigh = true
 	}
 	if !c.writing {
@@ -85,6 +103,7 @@ func (c *Conn) flush(out []byte, write func(p []byte) (int, error)) error {
 			c.touch()
 			c.mu.Lock()
 			c.inflight -= n
+			c.sentLocked(n)
 			c.maybeDrainLocked()
 			c.mu.Unlock()
 			out = out[n:]
@@ -99,7 +118,7 @@ func (c *Conn) flush(out []byte, write func(p []byte) (int, error)) error {
 // maybeDrainLocked posts the drain event once an armed queue has fallen to
 // LowWater. Called with c.mu held.
 func (c *Conn) maybeDrainLocked() {
-	if c.overHigh && len(c.wq)+c.inflight <= c.cfg.LowWater {
+	if c.overHigh && c.bufferedLocked() <= c.cfg.LowWater {
 		c.overHigh = false
 		c.drainGen++
 		c.post(evDrain)
@@ -133,6 +152,7 @@ func (c *Conn) flushNow(write func(p []byte) (int, error)) (done bool) {
 			c.bytesWritten.Add(int64(n))
 			c.touch()
 			c.wq = c.wq[:copy(c.wq, c.wq[n:])]
+			c.sentLocked(n)
 			c.maybeDrainLocked()
 		}
 		if err != nil || n == 0 {

@@ -256,8 +256,10 @@
 // writes: the handshake on a short-lived goroutine of its own, which waits
 // for the engine to read more; after it, records are decrypted on the
 // connection's event goroutine (an epoll loop, on the epoll engine) as they
-// arrive. Conn.TLS returns the negotiated state. The queue's marks
-// (HighWater, MaxBuffered, Buffered) and BytesRead and BytesWritten count
+// arrive. Conn.TLS returns the negotiated state. Buffered and the drain
+// marks (HighWater, LowWater) count plaintext, as written: a record's
+// plaintext counts until the whole record has gone to the kernel.
+// MaxBuffered, which bounds memory, and BytesRead and BytesWritten count
 // bytes on the wire, that is records: plaintext plus 22 to 29 bytes per
 // record of up to 16 KiB.
 //

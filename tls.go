@@ -52,6 +52,23 @@ type tlsLayer struct {
 	wmu     sync.Mutex
 	wOver   atomic.Bool
 	wDrains atomic.Uint64
+
+	// The plaintext accounting of the write queue, which holds records,
+	// guarded by c.mu: segs are runs of records in queue order, each with
+	// the plaintext it carries; plainQueued is the plaintext of the
+	// records not yet wholly handed to the kernel, which Buffered and the
+	// drain marks count; headSent is how much of segs[0] has been.
+	segs        []tlsSegment
+	headSent    int
+	plainQueued int
+}
+
+// A tlsSegment is a run of queued records and the plaintext they carry:
+// those of one Write (open while it is encrypting), or a record of TLS's
+// own (a handshake message, an alert), which carries none.
+type tlsSegment struct {
+	cipher, plain int
+	open          bool
 }
 
 // newTLSLayer puts TLS on c, as a server or as a client, with cfg.
@@ -160,9 +177,68 @@ func (t *tlsLayer) release() {
 func (t *tlsLayer) write(p []byte) (n int, over bool, drains uint64, err error) {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
+	c := t.c
+	c.mu.Lock()
+	t.openLocked(len(p))
+	c.mu.Unlock()
 	n, err = t.tc.Write(p)
+	c.mu.Lock()
+	t.closeLocked()
+	c.maybeDrainLocked()
+	c.mu.Unlock()
 	return n, t.wOver.Load(), t.wDrains.Load(), err
 }
+
+// openLocked starts the segment of a Write of plain bytes. It joins the
+// last segment if that one is closed and not the head, which may be half
+// sent: the head's plaintext is credited as soon as its own records are
+// sent, so the queue's count keeps falling while Writes keep coming, and
+// the segments stay few.
+func (t *tlsLayer) openLocked(plain int) {
+	t.plainQueued += plain
+	if n := len(t.segs); n >= 2 && !t.segs[n-1].open {
+		t.segs[n-1].plain += plain
+		t.segs[n-1].open = true
+		return
+	}
+	t.segs = append(t.segs, tlsSegment{plain: plain, open: true})
+}
+
+// recordLocked counts a record about to be queued: in the open segment
+// of the Write encrypting it, or in one of its own.
+func (t *tlsLayer) recordLocked(cipher int) {
+	if n := len(t.segs); n > 0 && t.segs[n-1].open {
+		t.segs[n-1].cipher += cipher
+		return
+	}
+	t.segs = append(t.segs, tlsSegment{cipher: cipher})
+}
+
+// closeLocked ends the open segment, once its Write has encrypted it all,
+// and credits what has been sent already.
+func (t *tlsLayer) closeLocked() {
+	if n := len(t.segs); n > 0 {
+		t.segs[n-1].open = false
+	}
+	t.sentLocked(0)
+}
+
+// sentLocked counts n more bytes of records handed to the kernel and
+// credits the plaintext of each segment wholly sent.
+func (t *tlsLayer) sentLocked(n int) {
+	t.headSent += n
+	for len(t.segs) > 0 && !t.segs[0].open && t.headSent >= t.segs[0].cipher {
+		t.headSent -= t.segs[0].cipher
+		t.plainQueued -= t.segs[0].plain
+		t.segs = t.segs[1:]
+	}
+	if len(t.segs) == 0 {
+		t.segs, t.headSent = nil, 0 // an idle connection keeps no slice
+	}
+}
+
+// dropLocked forgets the queue, which closing has dropped.
+func (t *tlsLayer) dropLocked() { t.segs, t.headSent, t.plainQueued = nil, 0, 0 }
 
 // closeNotify sends close_notify, once the handshake is done; End and
 // Shutdown send it before the FIN.

@@ -383,3 +383,48 @@ func TestTLSEndSendsCloseNotify(t *testing.T) {
 		}
 	})
 }
+
+// The write queue of a TLS connection holds records, but Buffered and the
+// drain marks count the plaintext written: 2,000 Writes of 8 bytes make
+// some 60 KB of records, and never more than 16,000 bytes Buffered.
+func TestTLSBufferedCountsPlaintext(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		const writes, size = 2000, 8
+		type report struct {
+			buffered int
+			drained  chan struct{}
+		}
+		reports := make(chan report, 1)
+		s := &Server{TLS: testServerTLS(), Logger: failOnPanicLogger(t),
+			ConnConfig: ConnConfig{HighWater: 4096, SendBuffer: 4096},
+			Handler: func(c *Conn) {
+				drained := make(chan struct{}, 1)
+				c.OnDrain(func() {
+					select {
+					case drained <- struct{}{}:
+					default:
+					}
+				})
+				c.OnData(func([]byte) {
+					for range writes {
+						c.Write(make([]byte, size))
+					}
+					reports <- report{c.Buffered(), drained}
+				})
+			}}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		nc.(*net.TCPConn).SetReadBuffer(4096)
+		tc := tls.Client(nc, testClientTLS())
+		tc.Write([]byte("go"))
+		r := waitFor(t, reports, 5*time.Second, "the writes")
+		if r.buffered <= 4096 || r.buffered > writes*size {
+			t.Fatalf("Buffered = %d after %d bytes of plaintext with the peer not reading; want over HighWater and at most the plaintext", r.buffered, writes*size)
+		}
+		got := make([]byte, writes*size)
+		if _, err := io.ReadFull(tc, got); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, r.drained, 5*time.Second, "the drain event")
+	})
+}
