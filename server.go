@@ -126,8 +126,10 @@ type Server struct {
 
 	// OnDrop is called, on the accepting goroutine, for each connection
 	// closed at once because of a limit (MaxConnections, MaxConnsPerIP,
-	// AcceptRate, Allow or Deny). If nil, the first drop of each run of
-	// drops is logged to Logger.
+	// AcceptRate, Allow or Deny). With the PROXY protocol on, the limits
+	// by address wait for the header, and a connection they refuse is
+	// reported from its own event goroutine instead. If nil, the first
+	// drop of each run of drops is logged to Logger.
 	OnDrop func(d Drop)
 
 	// OnClose is called once, after Close or Shutdown, when the listeners
