@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pires/go-proxyproto"
 	"github.com/spf13/cobra"
 	"github.com/tcpkit/tcpkit"
 )
@@ -24,6 +25,7 @@ const defaultEchoAddr = "localhost:8124"
 type echoOptions struct {
 	greeting     *textValue
 	logFormat    *choiceValue
+	logLevel     *choiceValue
 	maxConns     int
 	maxPerIP     int
 	acceptRate   float64
@@ -43,6 +45,7 @@ func (a *app) echoCommand() *cobra.Command {
 	o := &echoOptions{
 		greeting:  newTextValue(`hello\r\n`),
 		logFormat: &choiceValue{value: "text", choices: []string{"text", "json"}},
+		logLevel:  &choiceValue{value: "info", choices: []string{"debug", "info", "warn", "error"}},
 		engine:    &choiceValue{value: defaultEngine, choices: []string{"epoll", "goroutine"}},
 	}
 	cmd := &cobra.Command{
@@ -135,6 +138,7 @@ address. --trusted-proxies limits who may send one.
 	f.DurationVar(&o.shutdownIdle, "shutdown-idle", tcpkit.DefaultShutdownIdle, "on SIGINT/SIGTERM, end a connection once no byte has moved for this long")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "log nothing")
 	f.Var(o.logFormat, "log-format", "log line format")
+	f.Var(o.logLevel, "log-level", "the least level logged (debug adds proxies' health checks)")
 	f.Var(o.engine, "engine", "how connections run: epoll (event loops, Linux only) or goroutine (one per connection)")
 	o.edge.register(f)
 	return cmd
@@ -164,7 +168,7 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 	if o.denyP, err = parsePrefixes("--deny", o.deny); err != nil {
 		return err
 	}
-	log := newLogger(a.stderr, o.logFormat.value, o.quiet)
+	log := newLogger(a.stderr, o.logFormat.value, o.logLevel.value, o.quiet)
 	if o.grace < o.shutdownIdle {
 		log.Warn("--grace is shorter than --shutdown-idle: connections active at shutdown will be reset rather than drained",
 			"grace", o.grace.String(), "shutdown_idle", o.shutdownIdle.String())
@@ -341,7 +345,14 @@ func echoHandler(log *slog.Logger, greeting []byte, cut *atomic.Int64) tcpkit.Ha
 		id := ids.Add(1)
 		start := time.Now()
 		remote := peer(c.RemoteAddr())
-		log.Info("client connected", "conn", id, "remote", remote)
+		// A proxy's health check (the PROXY protocol's LOCAL command)
+		// comes every few seconds: log it at DEBUG, out of the way.
+		level := slog.LevelInfo
+		if h := c.ProxyHeader(); h != nil && h.Command == proxyproto.LOCAL {
+			level = slog.LevelDebug
+		}
+		ctx := context.Background()
+		log.Log(ctx, level, "client connected", "conn", id, "remote", remote)
 		c.OnClose(func(err error) {
 			attrs := []any{"conn", id, "remote", remote,
 				"bytes_in", c.BytesRead(), "bytes_out", c.BytesWritten(),
@@ -351,9 +362,9 @@ func echoHandler(log *slog.Logger, greeting []byte, cut *atomic.Int64) tcpkit.Ha
 				cut.Add(1)
 				log.Warn("client cut off by shutdown", append(attrs, "err", err.Error())...)
 			case err != nil:
-				log.Info("client disconnected", append(attrs, "err", err.Error())...)
+				log.Log(ctx, level, "client disconnected", append(attrs, "err", err.Error())...)
 			default:
-				log.Info("client disconnected", attrs...)
+				log.Log(ctx, level, "client disconnected", attrs...)
 			}
 		})
 		if len(greeting) > 0 {
@@ -365,14 +376,17 @@ func echoHandler(log *slog.Logger, greeting []byte, cut *atomic.Int64) tcpkit.Ha
 
 // newLogger returns the echo server's logger: slog text or JSON lines on w,
 // or nothing at all.
-func newLogger(w io.Writer, format string, quiet bool) *slog.Logger {
+func newLogger(w io.Writer, format, level string, quiet bool) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level)) // one of the flag's choices
+	opts := &slog.HandlerOptions{Level: lv}
 	switch {
 	case quiet:
 		return slog.New(slog.DiscardHandler)
 	case format == "json":
-		return slog.New(slog.NewJSONHandler(w, nil))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, nil))
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // peer describes a remote address for the log. Clients of a Unix socket

@@ -39,7 +39,7 @@ func TestHAProxyForwardsRealClientAddresses(t *testing.T) {
 }
 
 func testHAProxy(t *testing.T, engine, send string) {
-	p, echoAddr := startEchoProcess(t, "--engine", engine,
+	p, echoAddr := startEchoProcess(t, "--engine", engine, "--log-level", "debug",
 		"--proxy-protocol", "required", "--trusted-proxies", "127.0.0.1/32", "127.0.0.1:0")
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -132,6 +132,12 @@ backend be
 	for _, l := range strings.Split(p.stderr.String()[before:], "\n") {
 		if r, ok := connectedRemote(l); ok && strings.HasPrefix(r, "127.0.0.1:") {
 			checks++
+			// v2 checks use the LOCAL command, which tcpkit echo logs at
+			// DEBUG, out of the way; v1 has no LOCAL: its checks look
+			// like clients.
+			if send == "send-proxy-v2" && !strings.Contains(l, "level=DEBUG") {
+				t.Errorf("a LOCAL health check logged above DEBUG: %s", l)
+			}
 		}
 	}
 	if checks < 3 {
