@@ -1,7 +1,6 @@
 package tcpkit
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -139,10 +138,11 @@ func (s *Server) admitEdge(c *Conn) bool {
 		s.mu.Unlock()
 		return true
 	}
+	s.counters.countDropLocked(reason)
 	first := !s.dropping
 	s.dropping = true
 	s.mu.Unlock()
-	c.closeWith(fmt.Errorf("tcpkit: connection refused: %s", reason.String()))
+	c.closeWith(&dropError{reason})
 	s.reportDrop(Drop{LocalAddr: c.LocalAddr(), RemoteAddr: c.RemoteAddr(), Reason: reason}, first)
 	return false
 }

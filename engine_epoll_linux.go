@@ -214,6 +214,14 @@ type epollLoop struct {
 	mu      sync.Mutex // guards inbox and closing
 	inbox   []*epollDriver
 	closing bool
+
+	// For Stats, written by the loop: its connections, its slow
+	// callbacks, and the longest turn of the current and the previous
+	// second (lagSec is the current one's number).
+	nconns          atomic.Int64
+	slow            atomic.Int64
+	lagCur, lagPrev atomic.Int64
+	lagSec          atomic.Int64
 }
 
 // run is the loop's goroutine.
@@ -270,16 +278,54 @@ func (l *epollLoop) run() {
 				d.c.resetWith(errEngineClosed) // the peer is told it was cut off
 			}
 		}
-		for i, d := range l.due {
-			d.scheduled = false
-			l.dispatch(d)
-			l.due[i] = nil
+		if len(l.due) > 0 {
+			start := monotime()
+			for i, d := range l.due {
+				d.scheduled = false
+				l.dispatch(d)
+				l.due[i] = nil
+			}
+			l.due = l.due[:0]
+			l.noteTurn(start, monotime())
 		}
-		l.due = l.due[:0]
 		if closing {
 			return
 		}
 	}
+}
+
+// noteTurn records a turn of the loop, from start to end, for Stats' Lag.
+func (l *epollLoop) noteTurn(start, end time.Duration) {
+	sec := int64(end / time.Second)
+	if l.lagSec.Load() != sec {
+		if l.lagSec.Load() == sec-1 {
+			l.lagPrev.Store(l.lagCur.Load())
+		} else {
+			l.lagPrev.Store(0)
+		}
+		l.lagCur.Store(0)
+		l.lagSec.Store(sec)
+	}
+	if d := int64(end - start); d > l.lagCur.Load() {
+		l.lagCur.Store(d)
+	}
+}
+
+// loopStats describes the engine's loops, for Server.Stats.
+func (e *EpollEngine) loopStats() []LoopStats {
+	now := int64(monotime() / time.Second)
+	out := make([]LoopStats, len(e.loops))
+	for i, l := range e.loops {
+		var lag int64
+		switch l.lagSec.Load() {
+		case now:
+			lag = max(l.lagCur.Load(), l.lagPrev.Load())
+		case now - 1:
+			lag = l.lagCur.Load()
+		}
+		out[i] = LoopStats{Conns: int(l.nconns.Load()), Lag: time.Duration(lag), SlowCallbacks: l.slow.Load()}
+	}
+	return out
 }
 
 // ready takes a descriptor's readiness from Wait.
@@ -338,6 +384,7 @@ func (l *epollLoop) dispatch(d *epollDriver) {
 		if el := time.Since(start); el > t {
 			d.slowReported = true
 			l.e.slow.Add(1)
+			l.slow.Add(1)
 			l.e.cfg.Logger.Warn("tcpkit: a callback held its epoll loop; the loop's other connections waited",
 				"held", el.String(), "local", d.c.LocalAddr().String(), "remote", d.c.RemoteAddr().String())
 		}
@@ -350,6 +397,7 @@ func (l *epollLoop) release(d *epollDriver) {
 	if d.registered {
 		l.p.Delete(d.fd)
 		delete(l.conns, d.token)
+		l.nconns.Add(-1)
 	}
 	if d.reset.Load() && d.tcp {
 		unix.SetsockoptLinger(d.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
@@ -404,6 +452,7 @@ func (d *epollDriver) stepOnce() (done bool) {
 		} else {
 			d.registered = true
 			l.conns[d.token] = d
+			l.nconns.Add(1)
 		}
 	}
 	if !d.opened {

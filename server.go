@@ -153,6 +153,7 @@ type Server struct {
 	finished     bool // OnClose has been called
 	dropping     bool // in a run of drops
 	admission    admission
+	counters     serverCounters
 	failing      bool // in a run of handshake failures
 	handshakeErr atomic.Int64
 	handlers     sync.WaitGroup
@@ -296,6 +297,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.isClosing() {
 				return ErrServerClosed
 			}
+			s.mu.Lock()
+			s.counters.acceptErrors++
+			s.mu.Unlock()
 			if !isTemporaryAccept(err) {
 				ln.Close()
 				return err
@@ -334,12 +338,15 @@ func (s *Server) startConn(nc net.Conn) {
 		hasIP = false // the limits by address wait for the real one, in the header
 	}
 	s.mu.Lock()
+	s.counters.accepted++
 	if s.closing { // Close ran between Accept and here
+		s.counters.closed.Shutdown++
 		s.mu.Unlock()
 		c.drv.close(false)
 		return
 	}
 	if reason := s.admitLocked(ip, hasIP); reason != "" {
+		s.counters.countDropLocked(reason)
 		first := !s.dropping
 		s.dropping = true
 		s.mu.Unlock()
@@ -366,6 +373,7 @@ func (s *Server) connClosing(c *Conn) {
 	}
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.counters.countCloseLocked(c, c.err)
 	s.releaseLocked(ip, hasIP)
 	s.closings++
 	s.mu.Unlock()

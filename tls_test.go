@@ -193,6 +193,9 @@ func TestTLSPlaintextClientFailsAlone(t *testing.T) {
 		if n := s.HandshakeErrors(); n != 1 {
 			t.Errorf("HandshakeErrors = %d, want 1", n)
 		}
+		if st := s.Stats(); st.Closed.Handshake != 1 {
+			t.Errorf("Stats().Closed.Handshake = %d, want 1", st.Closed.Handshake)
+		}
 	})
 }
 
