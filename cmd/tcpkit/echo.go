@@ -39,6 +39,7 @@ type echoOptions struct {
 	engine       *choiceValue
 	quiet        bool
 	edge         serverEdgeFlags
+	metricsAddr  string
 }
 
 func (a *app) echoCommand() *cobra.Command {
@@ -141,6 +142,7 @@ address. --trusted-proxies limits who may send one.
 	f.Var(o.logLevel, "log-level", "the least level logged (debug adds proxies' health checks)")
 	f.Var(o.engine, "engine", "how connections run: epoll (event loops, Linux only) or goroutine (one per connection)")
 	o.edge.register(f)
+	f.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (host:port; 127.0.0.1:9100 keeps them on this machine)")
 	return cmd
 }
 
@@ -203,6 +205,17 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 	served := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() { served <- srv.Serve(ln) }()
+	}
+	if o.metricsAddr != "" {
+		_, stopMetrics, err := serveMetrics(o.metricsAddr, srv, log)
+		if err != nil {
+			srv.Close()
+			for range lns {
+				<-served
+			}
+			return err
+		}
+		defer stopMetrics()
 	}
 	if a.ready != nil {
 		a.ready(srv, bound)
