@@ -36,7 +36,7 @@ type Collector struct {
 	srv *tcpkit.Server
 
 	open, accepted, dropped, closed, received, sent, queued, acceptErrors *prometheus.Desc
-	loopConns, loopLag, loopSlow                                        *prometheus.Desc
+	loopConns, loopLag, loopSlow                                          *prometheus.Desc
 }
 
 // NewCollector returns a Collector for srv. constLabels, which may be nil,
