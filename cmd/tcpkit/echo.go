@@ -40,6 +40,7 @@ type echoOptions struct {
 	quiet        bool
 	edge         serverEdgeFlags
 	metricsAddr  string
+	addrGiven    bool // ADDR was on the command line
 }
 
 func (a *app) echoCommand() *cobra.Command {
@@ -121,7 +122,7 @@ address. --trusted-proxies limits who may send one.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr := defaultEchoAddr
 			if len(args) == 1 {
-				addr = args[0]
+				addr, o.addrGiven = args[0], true
 			}
 			return a.echo(cmd.Context(), addr, o)
 		},
@@ -193,7 +194,7 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		defer e.Close() // after the shutdown: the connections have closed
 		srv.Engine = e
 	}
-	lns, err := listen(ctx, addr, log)
+	lns, err := echoListeners(ctx, addr, o.addrGiven, log)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tcpkit/tcpkit"
+	"github.com/tcpkit/tcpkit/activation"
 )
 
 // listen opens the listeners of an echo server on addr, an address in
@@ -31,6 +32,29 @@ func listen(ctx context.Context, addr string, log *slog.Logger) ([]net.Listener,
 	}
 	if _, address, _ := tcpkit.ParseAddr(addr); len(lns) == 1 && isLocalhost(address) {
 		log.Info("listening on one loopback address only: the other is not available here", "addr", lns[0].Addr().String())
+	}
+	return lns, nil
+}
+
+// echoListeners returns the sockets a service manager passed (systemd's
+// socket activation), if it passed any, and otherwise listens on addr.
+func echoListeners(ctx context.Context, addr string, addrGiven bool, log *slog.Logger) ([]net.Listener, error) {
+	socks, err := activation.Sockets()
+	switch {
+	case err != nil:
+		return nil, failf("%s", err)
+	case len(socks) == 0:
+		return listen(ctx, addr, log)
+	case addrGiven:
+		for _, s := range socks {
+			s.Listener.Close()
+		}
+		return nil, &exitErr{code: exitUsage, msg: "the service manager passed listening sockets (LISTEN_FDS): drop ADDR " + addr + ", or the sockets"}
+	}
+	lns := make([]net.Listener, len(socks))
+	for i, s := range socks {
+		lns[i] = s.Listener
+		log.Info("socket passed by the service manager", "name", s.Name, "addr", addrString(s.Listener.Addr()))
 	}
 	return lns, nil
 }

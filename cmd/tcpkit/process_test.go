@@ -27,10 +27,18 @@ type process struct {
 // still running, when the test ends.
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
+	return startProcessWith(t, nil, nil, args...)
+}
+
+// startProcessWith is startProcess with files passed as descriptors 3 and
+// up, and more environment variables.
+func startProcessWith(t *testing.T, files []*os.File, env []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	// A race found in the process makes it exit with status 66, which the
 	// tests see; the race detector need not wait a second before exiting.
-	cmd.Env = append(os.Environ(), asMainEnv+"=1", "GORACE=atexit_sleep_ms=100")
+	cmd.Env = append(append(os.Environ(), asMainEnv+"=1", "GORACE=atexit_sleep_ms=100"), env...)
+	cmd.ExtraFiles = files
 	cmd.WaitDelay = 2 * time.Second
 	p := &process{cmd: cmd, stderr: &syncBuffer{}, lines: make(chan string, 1000), exited: make(chan struct{})}
 	pr, err := cmd.StderrPipe()
