@@ -20,6 +20,12 @@ type ListenConfig struct {
 	// readableAll and writableAll options do the same job).
 	SocketMode fs.FileMode
 
+	// ReusePort sets SO_REUSEPORT on a TCP socket before it binds, so that
+	// several processes (or listeners) may bind the same address and port,
+	// the kernel spreading new connections among them. Each must set it.
+	// Unix sockets ignore it. Not available on Windows.
+	ReusePort bool
+
 	// Backlog is not settable: Go takes the kernel's somaxconn, which is
 	// what Node's 511 is meant to approximate.
 }
@@ -58,6 +64,9 @@ func (lc *ListenConfig) Listen(ctx context.Context, addr string) (net.Listener, 
 	}
 	nlc := net.ListenConfig{KeepAlive: -1}
 	if network == "tcp" {
+		if lc.ReusePort {
+			nlc.Control = reusePort
+		}
 		return nlc.Listen(ctx, network, address)
 	}
 	abstract := address[0] == '@'

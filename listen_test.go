@@ -534,3 +534,41 @@ func TestListenUnixMissingDirectory(t *testing.T) {
 	}
 	checkErrorSays(t, err, syscall.ENOENT, path)
 }
+
+// With ReusePort, two listeners share one address and port; without it the
+// second bind fails.
+func TestListenReusePort(t *testing.T) {
+	lc := ListenConfig{ReusePort: true}
+	a, err := lc.Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := lc.Listen(context.Background(), a.Addr().String())
+	if err != nil {
+		t.Fatalf("second listener with ReusePort: %v", err)
+	}
+	defer b.Close()
+	if _, err := Listen(context.Background(), a.Addr().String()); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("a listener without ReusePort on the same port: %v, want EADDRINUSE", err)
+	}
+	// Both take connections.
+	seen := map[net.Listener]bool{}
+	for i := 0; i < 64 && len(seen) < 2; i++ {
+		c, err := net.Dial("tcp", a.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ln := range []net.Listener{a, b} {
+			ln.(*net.TCPListener).SetDeadline(time.Now().Add(20 * time.Millisecond))
+			if s, err := ln.Accept(); err == nil {
+				seen[ln] = true
+				s.Close()
+			}
+		}
+		c.Close()
+	}
+	if len(seen) != 2 {
+		t.Errorf("connections went to %d of the 2 listeners", len(seen))
+	}
+}

@@ -41,6 +41,7 @@ type echoOptions struct {
 	edge         serverEdgeFlags
 	metricsAddr  string
 	addrGiven    bool // ADDR was on the command line
+	reusePort    bool
 }
 
 func (a *app) echoCommand() *cobra.Command {
@@ -143,6 +144,7 @@ address. --trusted-proxies limits who may send one.
 	f.Var(o.logLevel, "log-level", "the least level logged (debug adds proxies' health checks)")
 	f.Var(o.engine, "engine", "how connections run: epoll (event loops, Linux only) or goroutine (one per connection)")
 	o.edge.register(f)
+	f.BoolVar(&o.reusePort, "reuse-port", false, "set SO_REUSEPORT: several tcpkit echo processes may listen on one port, the kernel sharing out connections")
 	f.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (host:port; 127.0.0.1:9100 keeps them on this machine)")
 	return cmd
 }
@@ -194,7 +196,7 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		defer e.Close() // after the shutdown: the connections have closed
 		srv.Engine = e
 	}
-	lns, err := echoListeners(ctx, addr, o.addrGiven, log)
+	lns, err := echoListeners(ctx, tcpkit.ListenConfig{ReusePort: o.reusePort}, addr, o.addrGiven, log)
 	if err != nil {
 		return err
 	}

@@ -580,3 +580,29 @@ func TestEchoAdmissionLimits(t *testing.T) {
 		t.Errorf("a third client got %q, want the greeting", got)
 	}
 }
+
+// Two tcpkit echo with --reuse-port share one port.
+func TestEchoReusePort(t *testing.T) {
+	a := startEcho(t, "--reuse-port", "--greeting", `a\n`, "127.0.0.1:0")
+	b := startEcho(t, "--reuse-port", "--greeting", `b\n`, a.addr())
+	if b.addr() != a.addr() {
+		t.Fatalf("second server on %s, want %s", b.addr(), a.addr())
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 64 && len(seen) < 2; i++ {
+		c, err := net.DialTimeout("tcp", a.addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(waitLimit))
+		g := make([]byte, 2)
+		if _, err := io.ReadFull(c, g); err != nil {
+			t.Fatal(err)
+		}
+		seen[string(g)] = true
+		c.Close()
+	}
+	if !seen["a\n"] || !seen["b\n"] {
+		t.Errorf("greetings seen: %v; want both servers", seen)
+	}
+}

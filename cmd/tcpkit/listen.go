@@ -20,8 +20,8 @@ import (
 //
 // A failure is returned as an *exitErr whose one line names the address and
 // the cause.
-func listen(ctx context.Context, addr string, log *slog.Logger) ([]net.Listener, error) {
-	lns, err := tcpkit.ListenAll(ctx, addr)
+func listen(ctx context.Context, lc tcpkit.ListenConfig, addr string, log *slog.Logger) ([]net.Listener, error) {
+	lns, err := lc.ListenAll(ctx, addr)
 	if err != nil {
 		sub := ""
 		var oe *net.OpError
@@ -38,13 +38,13 @@ func listen(ctx context.Context, addr string, log *slog.Logger) ([]net.Listener,
 
 // echoListeners returns the sockets a service manager passed (systemd's
 // socket activation), if it passed any, and otherwise listens on addr.
-func echoListeners(ctx context.Context, addr string, addrGiven bool, log *slog.Logger) ([]net.Listener, error) {
+func echoListeners(ctx context.Context, lc tcpkit.ListenConfig, addr string, addrGiven bool, log *slog.Logger) ([]net.Listener, error) {
 	socks, err := activation.Sockets()
 	switch {
 	case err != nil:
 		return nil, failf("%s", err)
 	case len(socks) == 0:
-		return listen(ctx, addr, log)
+		return listen(ctx, lc, addr, log)
 	case addrGiven:
 		for _, s := range socks {
 			s.Listener.Close()
