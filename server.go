@@ -321,7 +321,10 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // startConn tracks a new connection and starts its event goroutine, or
-// drops it if MaxConnections has been reached.
+// drops it if a limit says so. A connection accepted while Close runs (by
+// a Serve loop, or from an accept queue by Close itself) is served all the
+// same: its client may have sent already, and closing it unread would
+// reset it.
 func (s *Server) startConn(nc net.Conn) {
 	engine := engineOr(s.Engine)
 	c, err := engine.newConn(nc, &s.cfg, s, s.Logger) // socket options set outside the lock
@@ -339,7 +342,7 @@ func (s *Server) startConn(nc net.Conn) {
 	}
 	s.mu.Lock()
 	s.counters.accepted++
-	if s.closing { // Close ran between Accept and here
+	if s.finished { // too late: OnClose has been called
 		s.counters.closed.Shutdown++
 		s.mu.Unlock()
 		c.drv.close(false)
@@ -417,13 +420,21 @@ func (s *Server) Close() error {
 		s.closing = true
 		close(s.stop)
 	}
-	var err error
+	lns := make([]net.Listener, 0, len(s.lns))
 	for ln := range s.lns {
-		if cerr := (*ln).Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {
+		lns = append(lns, *ln)
+	}
+	s.mu.Unlock()
+	var err error
+	for _, ln := range lns {
+		// Connections already in the accept queue were accepted by the
+		// kernel, and their clients may be sending: serve them rather
+		// than let the close reset them.
+		drainAccepts(ln, s.startConn)
+		if cerr := ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {
 			err = cerr
 		}
 	}
-	s.mu.Unlock()
 	s.maybeFinish()
 	return err
 }
