@@ -6,4 +6,4 @@ import "net"
 
 // drainAccepts does nothing here: closing a listener resets the
 // connections in its queue.
-func drainAccepts(ln net.Listener, serve func(net.Conn)) bool { return false }
+func drainAccepts(ln net.Listener, serve func(net.Conn)) {}
