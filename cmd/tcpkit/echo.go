@@ -42,6 +42,8 @@ type echoOptions struct {
 	metricsAddr  string
 	addrGiven    bool // ADDR was on the command line
 	reusePort    bool
+	upgrade      bool
+	pidFile      string
 }
 
 func (a *app) echoCommand() *cobra.Command {
@@ -144,6 +146,8 @@ address. --trusted-proxies limits who may send one.
 	f.Var(o.logLevel, "log-level", "the least level logged (debug adds proxies' health checks)")
 	f.Var(o.engine, "engine", "how connections run: epoll (event loops, Linux only) or goroutine (one per connection)")
 	o.edge.register(f)
+	f.BoolVar(&o.upgrade, "upgrade", false, "on SIGUSR2, start the binary again with the listening sockets, and once it serves, drain and exit: a zero-downtime upgrade")
+	f.StringVar(&o.pidFile, "pid-file", "", "write the serving process's id to this file (after an upgrade, the new one's)")
 	f.BoolVar(&o.reusePort, "reuse-port", false, "set SO_REUSEPORT: several tcpkit echo processes may listen on one port, the kernel sharing out connections")
 	f.StringVar(&o.metricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (host:port; 127.0.0.1:9100 keeps them on this machine)")
 	return cmd
@@ -180,6 +184,15 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 	}
 	sigs, unsubscribe := a.subscribe()
 	defer unsubscribe()
+	up, err := startUpgrades(o.upgrade, o.pidFile, o.grace+10*time.Second, log)
+	if err != nil {
+		return err
+	}
+	if up != nil {
+		log = log.With("pid", os.Getpid()) // old and new processes share the log
+		up.log = log
+	}
+	defer up.stop()
 
 	var cut atomic.Int64 // connections the shutdown cut short
 	srv := newEchoServer(o, log, &cut)
@@ -196,7 +209,15 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		defer e.Close() // after the shutdown: the connections have closed
 		srv.Engine = e
 	}
-	lns, err := echoListeners(ctx, tcpkit.ListenConfig{ReusePort: o.reusePort}, addr, o.addrGiven, log)
+	open := func() ([]net.Listener, error) {
+		return echoListeners(ctx, tcpkit.ListenConfig{ReusePort: o.reusePort}, addr, o.addrGiven, log)
+	}
+	var lns []net.Listener
+	if up != nil {
+		lns, err = up.listeners(open)
+	} else {
+		lns, err = open()
+	}
 	if err != nil {
 		return err
 	}
@@ -220,6 +241,15 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		}
 		defer stopMetrics()
 	}
+	if up != nil {
+		if err := up.ready(); err != nil {
+			stopAccepting(srv, lns)
+			for range lns {
+				<-served
+			}
+			return err
+		}
+	}
 	if a.ready != nil {
 		a.ready(srv, bound)
 	}
@@ -227,24 +257,21 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 	var serveErr error
 	pending := len(lns)
 	// Each case stops accepting before it logs, so that once "shutting
-	// down" is logged, new connections are refused. The listeners are
-	// closed here too, in case a Serve goroutine has not yet started.
-	stopAccepting := func() {
-		srv.Close()
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}
+	// down" is logged, new connections are refused (or, after an upgrade,
+	// go to the new process).
 	select {
 	case <-ctx.Done():
-		stopAccepting()
+		stopAccepting(srv, lns)
 		log.Info("shutting down", "reason", context.Cause(ctx).Error(), "grace", o.grace.String())
 	case s := <-sigs:
-		stopAccepting()
+		stopAccepting(srv, lns)
 		log.Info("shutting down", "signal", s.String(), "grace", o.grace.String())
+	case <-up.exited():
+		stopAccepting(srv, lns)
+		log.Info("shutting down: handed over to the new process", "grace", o.grace.String())
 	case serveErr = <-served:
 		pending--
-		stopAccepting()
+		stopAccepting(srv, lns)
 		log.Error("accepting failed; shutting down", "err", serveErr.Error())
 	}
 
@@ -263,6 +290,16 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		return &exitErr{code: exitCut}
 	}
 	return nil
+}
+
+// stopAccepting closes srv's listeners, which also serves the connections
+// already in their accept queues. They are closed here too, in case a
+// Serve goroutine has not yet started.
+func stopAccepting(srv *tcpkit.Server, lns []net.Listener) {
+	srv.Close()
+	for _, ln := range lns {
+		ln.Close()
+	}
 }
 
 // newEchoServer returns the server of tcpkit echo, configured from its
