@@ -216,6 +216,7 @@ func (c *Conn) edgeRead(p []byte, err error) {
 		}
 		e.tls.input(p, err)
 		c.decryptInput()
+		e.tls.keep() // p is the engine's to read into again
 	}
 }
 

@@ -33,7 +33,9 @@ type tlsLayer struct {
 
 	mu          sync.Mutex
 	cond        sync.Cond
-	in          []byte // ciphertext read from the socket, not yet taken by tc
+	in          []byte // ciphertext read from the socket, not yet taken by tc: in[off:]
+	off         int
+	cur         []byte // after the handshake: the engine's read, taken in place while decrypt runs
 	inEnd       error  // the socket's end (io.EOF) or failure, after in
 	blocking    bool   // the handshake is running: Read waits for input
 	aborted     bool   // the connection is closing: Read fails
@@ -110,20 +112,41 @@ func (t *tlsLayer) outcome() (done bool, err error) {
 func (t *tlsLayer) full() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.blocking && len(t.in) >= maxHandshakeInput
+	return t.blocking && len(t.in)-t.off >= maxHandshakeInput
 }
 
 // input takes what the engine read: ciphertext, and the socket's end or
 // failure.
+//
+// After the handshake, with nothing left over, p is taken in place, not
+// copied: decrypt reads it, and keep copies what decrypt leaves, before
+// the engine reads into p again.
 func (t *tlsLayer) input(p []byte, end error) {
 	t.mu.Lock()
-	t.in = append(t.in, p...)
+	if !t.blocking && len(t.in) == t.off {
+		t.cur = p
+	} else {
+		t.in = append(t.in, p...)
+	}
 	if end != nil && t.inEnd == nil {
 		t.inEnd = end
 	}
 	t.mu.Unlock()
 	t.cond.Broadcast()
 }
+
+// keep copies what decrypt left of the read taken in place.
+func (t *tlsLayer) keep() {
+	t.mu.Lock()
+	if len(t.cur) > 0 {
+		t.in = append(t.in, t.cur...)
+	}
+	t.cur = nil
+	t.mu.Unlock()
+}
+
+// maxKeptInput is the largest input buffer a connection keeps for reuse.
+const maxKeptInput = 16 << 10
 
 // abort fails the handshake's reads, once the connection is closing, and
 // waits for the handshake goroutine to return.
@@ -272,16 +295,23 @@ func (tr *tlsTransport) Read(b []byte) (int, error) {
 		switch {
 		case t.aborted:
 			return 0, net.ErrClosed
-		case len(t.in) > 0:
-			wasFull := len(t.in) >= maxHandshakeInput
-			n := copy(b, t.in)
-			t.in = t.in[n:]
-			if len(t.in) == 0 {
-				t.in = nil // let the buffer go
+		case len(t.in) > t.off:
+			wasFull := len(t.in)-t.off >= maxHandshakeInput
+			n := copy(b, t.in[t.off:])
+			t.off += n
+			if t.off == len(t.in) {
+				t.in, t.off = t.in[:0], 0
+				if cap(t.in) > maxKeptInput {
+					t.in = nil // let a large buffer go
+				}
 			}
-			if wasFull && t.blocking && len(t.in) < maxHandshakeInput {
+			if wasFull && t.blocking && len(t.in)-t.off < maxHandshakeInput {
 				t.c.post(evWake) // below the read-ahead limit again: read on
 			}
+			return n, nil
+		case len(t.cur) > 0:
+			n := copy(b, t.cur)
+			t.cur = t.cur[n:]
 			return n, nil
 		case t.inEnd != nil:
 			return 0, t.inEnd
