@@ -44,6 +44,8 @@ type echoOptions struct {
 	reusePort    bool
 	upgrade      bool
 	pidFile      string
+	agentAddr    string
+	drainDelay   time.Duration
 }
 
 func (a *app) echoCommand() *cobra.Command {
@@ -146,6 +148,8 @@ address. --trusted-proxies limits who may send one.
 	f.Var(o.logLevel, "log-level", "the least level logged (debug adds proxies' health checks)")
 	f.Var(o.engine, "engine", "how connections run: epoll (event loops, Linux only) or goroutine (one per connection)")
 	o.edge.register(f)
+	f.StringVar(&o.agentAddr, "haproxy-agent", "", "answer HAProxy's agent checks on this address: up while serving, drain once stopping")
+	f.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "with --haproxy-agent: on SIGTERM, say drain and go on accepting this long before closing the listeners (over two agent-inter)")
 	f.BoolVar(&o.upgrade, "upgrade", false, "on SIGUSR2, start the binary again with the listening sockets, and once it serves, drain and exit: a zero-downtime upgrade")
 	f.StringVar(&o.pidFile, "pid-file", "", "write the serving process's id to this file (after an upgrade, the new one's)")
 	f.BoolVar(&o.reusePort, "reuse-port", false, "set SO_REUSEPORT: several tcpkit echo processes may listen on one port, the kernel sharing out connections")
@@ -169,6 +173,8 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		return &exitErr{code: exitUsage, msg: "--grace must not be negative"}
 	case o.shutdownIdle <= 0:
 		return &exitErr{code: exitUsage, msg: "--shutdown-idle must be positive"}
+	case o.drainDelay < 0:
+		return &exitErr{code: exitUsage, msg: "--drain-delay must not be negative"}
 	}
 	var err error
 	if o.allowP, err = parsePrefixes("--allow", o.allow); err != nil {
@@ -241,6 +247,24 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		}
 		defer stopMetrics()
 	}
+	var agent *haproxyAgent
+	if o.agentAddr != "" {
+		var aln net.Listener
+		if up != nil {
+			aln, err = up.u.Listen("tcp", o.agentAddr) // inherited after an upgrade
+		} else {
+			aln, err = net.Listen("tcp", o.agentAddr)
+		}
+		if err != nil {
+			stopAccepting(srv, lns)
+			for range lns {
+				<-served
+			}
+			return failf("--haproxy-agent %s: %s", o.agentAddr, cause(err))
+		}
+		agent = startAgent(aln, log)
+		defer agent.close()
+	}
 	if up != nil {
 		if err := up.ready(); err != nil {
 			stopAccepting(srv, lns)
@@ -264,6 +288,20 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		stopAccepting(srv, lns)
 		log.Info("shutting down", "reason", context.Cause(ctx).Error(), "grace", o.grace.String())
 	case s := <-sigs:
+		if agent != nil && o.drainDelay > 0 {
+			// Tell HAProxy first, and keep accepting what it still sends
+			// until it has heard: then nothing is on its way at the close.
+			agent.drain()
+			log.Info("draining: the HAProxy agent says drain; still accepting", "signal", s.String(), "delay", o.drainDelay.String())
+			t := time.NewTimer(o.drainDelay)
+			select {
+			case <-t.C:
+			case s2 := <-sigs:
+				log.Info("second signal: the drain delay is cut short", "signal", s2.String())
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
 		stopAccepting(srv, lns)
 		log.Info("shutting down", "signal", s.String(), "grace", o.grace.String())
 	case <-up.exited():

@@ -16,6 +16,7 @@ import (
 // re-executed as main, so that it gets real signals.
 type process struct {
 	cmd    *exec.Cmd
+	stdout *syncBuffer
 	stderr *syncBuffer
 	lines  chan string // its stderr, line by line
 	exited chan struct{}
@@ -40,7 +41,8 @@ func startProcessWith(t *testing.T, files []*os.File, env []string, args ...stri
 	cmd.Env = append(append(os.Environ(), asMainEnv+"=1", "GORACE=atexit_sleep_ms=100"), env...)
 	cmd.ExtraFiles = files
 	cmd.WaitDelay = 2 * time.Second
-	p := &process{cmd: cmd, stderr: &syncBuffer{}, lines: make(chan string, 1000), exited: make(chan struct{})}
+	p := &process{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, lines: make(chan string, 1000), exited: make(chan struct{})}
+	cmd.Stdout = p.stdout
 	pr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
