@@ -374,3 +374,35 @@ func TestEchoUpgradeFailureKeepsServing(t *testing.T) {
 		t.Errorf("exit %d", code)
 	}
 }
+
+// A Unix socket is handed over, not unlinked: its file stays through the
+// upgrade and the new process serves it; the last process removes it.
+func TestEchoUpgradeUnixSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "tk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "echo.sock")
+	h := newUpgradeHarness(t, sock)
+	old, _ := h.pid()
+	syscall.Kill(old, syscall.SIGUSR2)
+	next := h.waitPID(old)
+	if code := h.reap(old); code != 0 {
+		t.Fatalf("old process exit %d; log:\n%s", code, h.log())
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("after the upgrade the socket file is gone: %v", err)
+	}
+	r := runCLI(t, strings.NewReader("via unix\n"), "connect", sock)
+	if r.stdout != "hello\r\nvia unix\n" {
+		t.Fatalf("after the upgrade: %q, %s", r.stdout, r.stderr)
+	}
+	syscall.Kill(next, syscall.SIGTERM)
+	if code := h.reap(next); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the last process left its socket file: %v", err)
+	}
+}
