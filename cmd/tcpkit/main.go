@@ -103,7 +103,7 @@ Addresses use tcpkit's grammar everywhere:
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetVersionTemplate("tcpkit {{.Version}}\n")
-	root.AddCommand(a.echoCommand(), a.connectCommand(), a.listenCommand(), a.benchCommand(), a.versionCommand())
+	root.AddCommand(a.echoCommand(), a.connectCommand(), a.forwardCommand(), a.listenCommand(), a.benchCommand(), a.versionCommand())
 	return root
 }
 

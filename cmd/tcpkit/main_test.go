@@ -134,6 +134,14 @@ type echoServer struct {
 // listens. It is stopped, as by a cancelled context, when the test ends.
 func startEcho(t *testing.T, args ...string) *echoServer {
 	t.Helper()
+	return startCommand(t, "echo", args...)
+}
+
+// startCommand runs `tcpkit name args...`, a serving command, in-process
+// and waits until it listens. It is stopped, as by a cancelled context,
+// when the test ends.
+func startCommand(t *testing.T, name string, args ...string) *echoServer {
+	t.Helper()
 	e := &echoServer{
 		stderr: &syncBuffer{},
 		sigs:   make(chan os.Signal, 2),
@@ -153,16 +161,16 @@ func startEcho(t *testing.T, args ...string) *echoServer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
-	go func() { e.done <- a.run(ctx, append([]string{"echo"}, args...)) }()
+	go func() { e.done <- a.run(ctx, append([]string{name}, args...)) }()
 	t.Cleanup(func() { e.stop(t) })
 	select {
 	case l := <-ready:
 		e.srv, e.addrs = l.srv, l.addrs
 	case code := <-e.done:
 		e.code, e.exited = code, true
-		t.Fatalf("tcpkit echo exited with %d before listening:\n%s", code, e.stderr.String())
+		t.Fatalf("tcpkit %s exited with %d before listening:\n%s", name, code, e.stderr.String())
 	case <-time.After(waitLimit):
-		t.Fatalf("tcpkit echo did not listen within %v:\n%s", waitLimit, e.stderr.String())
+		t.Fatalf("tcpkit %s did not listen within %v:\n%s", name, waitLimit, e.stderr.String())
 	}
 	return e
 }
