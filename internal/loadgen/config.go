@@ -73,6 +73,11 @@ const (
 	DefaultDepth    = 16 // pipeline mode only
 	DefaultDuration = 10 * time.Second
 	DefaultTimeout  = 5 * time.Second
+
+	// DefaultRateDepth is the default bound on the messages in flight per
+	// connection in an open-loop run (Config.Rate), lowered for large
+	// messages to keep within MaxInFlight.
+	DefaultRateDepth = 1024
 )
 
 // A Config describes one run. Its zero value, with Addr set, is a 10-second
@@ -97,6 +102,17 @@ type Config struct {
 	// Depth is the number of messages in flight per connection in Pipeline
 	// mode. Default 16; ignored by the other modes.
 	Depth int
+
+	// Rate, if positive, makes a PingPong or Pipeline run open-loop: Rate
+	// messages per second in all, spread evenly over the connections, each
+	// sent on its schedule whether or not earlier echoes have come back,
+	// with up to Depth in flight per connection (default DefaultRateDepth
+	// in either mode). Latency is measured from each message's scheduled
+	// send time, so it includes any wait caused by a server that fell
+	// behind (the coordinated-omission correction of wrk2). A message due
+	// when Depth are in flight waits for a slot; it is sent late and its
+	// latency grows. Default 0: closed loop.
+	Rate float64
 
 	// Duration bounds the measured window (the hold time in Idle mode).
 	// Count bounds it too; whichever comes first ends the run. With neither
@@ -184,8 +200,14 @@ func resolve(cfg Config) (resolved, error) {
 	if r.Size == 0 {
 		r.Size = DefaultSize
 	}
-	switch r.Mode {
-	case Pipeline:
+	switch {
+	case r.Rate > 0 && r.Mode != PingPong && r.Mode != Pipeline:
+		return r, fmt.Errorf("loadgen: Rate applies to ping-pong and pipeline modes, not %s", r.Mode)
+	case r.Rate > 0:
+		if r.Depth == 0 {
+			r.Depth = max(1, min(DefaultRateDepth, MaxInFlight/r.Size))
+		}
+	case r.Mode == Pipeline:
 		if r.Depth == 0 {
 			r.Depth = DefaultDepth
 		}
@@ -215,8 +237,8 @@ func resolve(cfg Config) (resolved, error) {
 	case r.Depth*r.Size > MaxInFlight:
 		return r, fmt.Errorf("loadgen: Depth×Size (%d×%d) is over %d bytes in flight per connection; use stream mode for bulk data",
 			r.Depth, r.Size, MaxInFlight)
-	case r.Duration < 0 || r.Count < 0 || r.Warmup < 0 || r.Timeout < 0:
-		return r, fmt.Errorf("loadgen: negative Duration, Count, Warmup or Timeout")
+	case r.Duration < 0 || r.Count < 0 || r.Warmup < 0 || r.Timeout < 0 || r.Rate < 0:
+		return r, fmt.Errorf("loadgen: negative Duration, Count, Warmup, Timeout or Rate")
 	case len(r.SourceIPs) > 0 && r.network != "tcp":
 		return r, fmt.Errorf("loadgen: SourceIPs apply to TCP only, and %s is a Unix socket", cfg.Addr)
 	}

@@ -48,6 +48,18 @@ type Result struct {
 	// in Stream mode, and when no message came back.
 	Latency *Latency `json:"latency,omitempty"`
 
+	// Spectrum is the latency distribution in more detail than Latency:
+	// percentiles evenly spaced on HdrHistogram's 1/(1-p) axis, from 0 to
+	// 99.999, then 100 (the max). Nil when Latency is.
+	Spectrum []Quantile `json:"spectrum,omitempty"`
+
+	// Open holds the figures of an open-loop run (Config.Rate).
+	Open *OpenLoop `json:"open_loop,omitempty"`
+
+	// Series is the measured window second by second: messages completed
+	// and their latencies. Not kept in Idle mode.
+	Series []Second `json:"series,omitempty"`
+
 	// Errors counts the failures of the whole run, warmup and finish
 	// included, by kind; ErrorSamples gives the first few in words.
 	Errors       ErrorCounts `json:"errors"`
@@ -77,6 +89,31 @@ type Latency struct {
 	P99   time.Duration `json:"p99_ns"`
 	P999  time.Duration `json:"p999_ns"`
 	Max   time.Duration `json:"max_ns"`
+}
+
+// OpenLoop holds the figures of an open-loop run: the rate asked for,
+// and what came of it.
+type OpenLoop struct {
+	// Requested is Config.Rate, in messages per second.
+	Requested float64 `json:"requested_msgs_per_sec"`
+	// Sent is the rate at which messages were written in the window; it
+	// falls short of Requested when messages wait at the in-flight bound
+	// or the load generator cannot keep up. Result.MsgsPerSec is the rate
+	// at which echoes came back: the achieved rate.
+	Sent float64 `json:"sent_msgs_per_sec"`
+	// Depth is the bound on messages in flight per connection.
+	Depth int `json:"depth"`
+	// Held counts the messages that waited, past their scheduled time,
+	// for a connection to have fewer than Depth in flight. Their latency
+	// includes the wait.
+	Held int64 `json:"held"`
+	// Unsent counts the messages that were due but not yet sent when the
+	// window ended (behind schedule); they are not in the latencies.
+	Unsent int64 `json:"unsent"`
+	// Abandoned counts the messages still in flight when the run's finish
+	// was cut short (Timeout and 2s after the window): they are not in the
+	// latencies either.
+	Abandoned int64 `json:"abandoned,omitempty"`
 }
 
 // ServerUsage is the server process's usage over the measured window, read
@@ -142,6 +179,23 @@ func (res *Result) setLatency(h *hdrhistogram.Histogram) {
 		P999:  time.Duration(q[99.9]),
 		Max:   time.Duration(h.Max()),
 	}
+	res.Spectrum = spectrum(h)
+}
+
+// setOpen fills in the figures of an open-loop run at rate.
+func (res *Result) setOpen(rate float64, ws []*worker) {
+	o := &OpenLoop{Requested: rate, Depth: res.Depth}
+	var sent int64
+	for _, w := range ws {
+		sent += w.open.sent
+		o.Held += w.open.held
+		o.Unsent += w.open.unsent
+		o.Abandoned += w.open.abandoned
+	}
+	if secs := res.Elapsed.Seconds(); secs > 0 {
+		o.Sent = float64(sent) / secs
+	}
+	res.Open = o
 }
 
 func (res *Result) setErrors(ws []*worker, samples []string) {
@@ -188,7 +242,10 @@ func (res *Result) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "  %-12s %s\n", label, fmt.Sprintf(format, args...))
 	}
 	shape := fmt.Sprintf("%d connections, %d-byte messages", res.Conns, res.Size)
-	if res.Mode == Pipeline {
+	switch {
+	case res.Open != nil:
+		shape += fmt.Sprintf(", open loop, up to %d in flight on each", res.Depth)
+	case res.Mode == Pipeline:
 		shape += fmt.Sprintf(", %d in flight on each", res.Depth)
 	}
 	fmt.Fprintf(&b, "%s (%s): %s, %s\n", res.Addr, res.Network, res.Mode, shape)
@@ -212,8 +269,15 @@ func (res *Result) WriteTable(w io.Writer) error {
 		}
 		line("messages", "%s %s, %s %s/s, %s each way", count(res.Messages), unit,
 			count(int64(res.MsgsPerSec)), unit, fmtRate(res.BytesPerSec))
+		if o := res.Open; o != nil {
+			res.openLines(line)
+		}
 		if l := res.Latency; l != nil {
-			line("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s",
+			label := "latency"
+			if res.Open != nil {
+				label = "latency*"
+			}
+			line(label, "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s",
 				fmtDur(l.P50), fmtDur(l.P90), fmtDur(l.P99), fmtDur(l.P999), fmtDur(l.Max))
 		}
 	}
@@ -238,6 +302,23 @@ func (res *Result) WriteTable(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// openLines writes the lines of an open-loop result.
+func (res *Result) openLines(line func(label, format string, args ...any)) {
+	o := res.Open
+	pct := 0.0
+	if o.Requested > 0 {
+		pct = 100 * res.MsgsPerSec / o.Requested
+	}
+	line("rate", "requested %s msgs/s, sent %s msgs/s, achieved %s msgs/s (%.1f%%)",
+		count(int64(o.Requested+0.5)), count(int64(o.Sent+0.5)), count(int64(res.MsgsPerSec+0.5)), pct)
+	tail := ""
+	if o.Abandoned > 0 {
+		tail = fmt.Sprintf(", %s abandoned in flight", count(o.Abandoned))
+	}
+	line("", "%s held at the bound of %d in flight, %s unsent at the end%s", count(o.Held), o.Depth, count(o.Unsent), tail)
+	line("", "latency* is from each message's scheduled send, for every message scheduled in the window")
 }
 
 // idleLines writes the lines of an Idle result.

@@ -76,6 +76,10 @@ type runner struct {
 	cancel   context.CancelFunc // hard abort: dials fail, deadlines pass
 	aborted  atomic.Bool
 
+	measureStart atomic.Int64 // now() at the start of the measured window
+	stopAt       atomic.Int64 // now() at its end; 0 before
+	series       series       // the window second by second
+
 	nextID    atomic.Uint32
 	ready     sync.WaitGroup // workers that made their first dial attempt
 	initialOK atomic.Int32   // ... and succeeded
@@ -116,6 +120,7 @@ func (r *runner) now() int64 { return int64(time.Since(r.base)) }
 // ones in flight and close.
 func (r *runner) stop() {
 	r.stopOnce.Do(func() {
+		r.stopAt.Store(r.now())
 		r.phase.Store(phaseStop)
 		close(r.stopped)
 	})
@@ -226,6 +231,7 @@ func (r *runner) runLoad(ctx context.Context, progress io.Writer) (*Result, erro
 		cpu0 = selfCPU()
 		t0 = time.Now()
 		phaseStart.Store(r.now())
+		r.measureStart.Store(r.now())
 		r.phase.Store(phaseMeasure)
 	}
 	if cfg.Warmup == 0 {
@@ -256,10 +262,16 @@ func (r *runner) runLoad(ctx context.Context, progress io.Writer) (*Result, erro
 		defer t.Stop()
 		stall = t.C
 	}
+	// Once a second, the seconds of the series that no worker can still
+	// add to are summarised, and their histograms dropped.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	last := int64(-1)
 wait:
 	for {
 		select {
+		case <-tick.C:
+			r.series.summarise(int(r.secondOf(r.now())) - seriesLag)
 		case <-timeout:
 			break wait
 		case <-r.allDone:
@@ -298,6 +310,10 @@ wait:
 	}
 	if cfg.Mode != Stream {
 		res.setLatency(hist)
+	}
+	res.Series = r.series.result(res.Elapsed)
+	if cfg.Rate > 0 {
+		res.setOpen(cfg.Rate, ws)
 	}
 	res.setErrors(ws, r.samplesCopy())
 	res.setRates()

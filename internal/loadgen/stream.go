@@ -79,7 +79,7 @@ func (w *worker) stream(s *session) (int64, *failure) {
 		if off > 0 {
 			have = copy(w.rbuf, w.rbuf[off:have])
 		}
-		w.count(k, ph)
+		w.count(r.now(), k, ph)
 		if !stopWriting.Load() && w.done(ph) {
 			stopWriting.Store(true)
 		}

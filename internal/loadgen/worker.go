@@ -29,6 +29,14 @@ type worker struct {
 	sendAt  []int64
 	hist    *hdrhistogram.Histogram
 
+	// The worker's current second of the per-second series (see
+	// series.go): its number, its count and its latencies.
+	sec     int64
+	secN    int64
+	secHist *hdrhistogram.Histogram
+
+	open openStats // open-loop figures, summed over sessions
+
 	measured int64 // messages completed in the measured window; read after the run
 	total    atomic.Int64
 	errs     atomic.Int64
@@ -42,7 +50,7 @@ type worker struct {
 
 func newWorker(r *runner, idx int, quota int64) *worker {
 	cfg := &r.cfg
-	w := &worker{r: r, idx: idx, quota: quota, hist: newHistogram(cfg.Conns)}
+	w := &worker{r: r, idx: idx, quota: quota, hist: newHistogram(cfg.Conns), sec: -1}
 	w.pattern = make([]byte, cfg.Size)
 	fillPattern(w.pattern, uint64(idx)+1)
 	slots := cfg.Depth
@@ -70,6 +78,7 @@ const streamBatch = 64 << 10
 func (w *worker) run() {
 	r := w.r
 	defer r.workerExit()
+	defer w.flushSecond()
 	s, f := w.connect()
 	if f != nil {
 		r.record(w, f)
@@ -90,11 +99,14 @@ func (w *worker) run() {
 			}
 		}
 		var n int64
-		switch r.cfg.Mode {
-		case Connect:
+		switch {
+		case r.cfg.Mode == Connect:
 			n, f = w.connectLoop(s) // closes s
-		case Stream:
+		case r.cfg.Mode == Stream:
 			n, f = w.stream(s)
+			w.close(s)
+		case r.cfg.Rate > 0:
+			n, f = w.openLoop(s)
 			w.close(s)
 		default:
 			n, f = w.pipeline(s)
@@ -295,7 +307,7 @@ func (w *worker) pipeline(s *session) (int64, *failure) {
 				return int64(got), w.misfit(s, v, seq, got, sent, w.rbuf[off:have])
 			}
 			if ph == phaseMeasure {
-				w.hist.RecordValue(min(max(now-w.sendAt[got%uint64(depth)], 0), maxLatency))
+				w.observe(now, now-w.sendAt[got%uint64(depth)])
 			}
 			got++
 			k++
@@ -303,7 +315,7 @@ func (w *worker) pipeline(s *session) (int64, *failure) {
 		if off > 0 {
 			have = copy(w.rbuf, w.rbuf[off:have])
 		}
-		w.count(k, ph)
+		w.count(now, k, ph)
 		if err != nil {
 			return int64(got), w.readFailure(err, have, sent-got)
 		}
@@ -327,20 +339,21 @@ func (w *worker) pipeline(s *session) (int64, *failure) {
 	return int64(got), nil
 }
 
-// readFailure makes the failure for a read error err, with have bytes of
-// a partial message read and outstanding messages not yet echoed.
-// count adds k checked echoes to the worker's totals, and to its measured
-// count during the measured window.
-func (w *worker) count(k int, ph int32) {
+// count adds k checked echoes, completed at now, to the worker's totals,
+// and to its measured count and its second during the measured window.
+func (w *worker) count(now int64, k int, ph int32) {
 	if k == 0 {
 		return
 	}
 	w.total.Add(int64(k))
 	if ph == phaseMeasure {
 		w.measured += int64(k)
+		w.tally(now, k, ph)
 	}
 }
 
+// readFailure makes the failure for a read error err, with have bytes of
+// a partial message read and outstanding messages not yet echoed.
 func (w *worker) readFailure(err error, have int, outstanding uint64) *failure {
 	if errors.Is(err, io.EOF) {
 		if have > 0 {
@@ -466,8 +479,9 @@ func (w *worker) connectLoop(s *session) (int64, *failure) {
 		now := r.now()
 		ph := r.phase.Load()
 		if ph == phaseMeasure && i > 0 { // the first connection was made before the warmup
-			w.hist.RecordValue(min(now-t0, maxLatency))
+			w.observe(now, now-t0)
 			w.measured++
+			w.tally(now, 1, ph)
 		}
 		w.total.Add(1)
 		n++
