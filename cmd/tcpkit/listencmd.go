@@ -286,8 +286,11 @@ func (s *listenSession) finished() <-chan struct{} {
 }
 
 // fail records err, if it is the first failure of the connection, as the
-// run's outcome without -k.
+// run's outcome without -k. With -k, failures are only logged.
 func (s *listenSession) fail(err error) {
+	if s.o.keepOpen {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.firstErr == nil {

@@ -56,6 +56,7 @@ type execConn struct {
 	started  chan struct{} // closed once the process has started, or failed to
 	cmd      *exec.Cmd     // set before started is closed
 	exited   atomic.Bool   // the process has been reaped
+	stopped  atomic.Bool   // it was signalled by us: its death is no failure
 	mu       sync.Mutex    // orders signals against the reaping
 }
 
@@ -69,6 +70,7 @@ func (p *execConn) signal(sig func(*exec.Cmd)) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if p.cmd != nil && !p.exited.Load() {
+			p.stopped.Store(true)
 			sig(p.cmd)
 		}
 	}()
@@ -127,7 +129,9 @@ func (p *execConn) run() {
 	status := cmd.ProcessState.ExitCode()
 	s.log.Info("process exited", "remote", remote, "pid", cmd.Process.Pid, "status", cmd.ProcessState.String())
 	var ee *exec.ExitError
-	if err != nil && errors.As(err, &ee) && status != 0 {
+	if p.stopped.Load() {
+		// Stopped by the shutdown, or because the client has gone.
+	} else if err != nil && errors.As(err, &ee) && status != 0 {
 		s.fail(failf("--exec %q: %s", s.o.exec, cmd.ProcessState.String()))
 	} else if err != nil && !errors.As(err, &ee) {
 		s.fail(failf("--exec %q: %v", s.o.exec, err))
