@@ -33,6 +33,15 @@ func (w *worker) scheduledInWindow(ph int32, sched int64) bool {
 	return sched >= w.r.measureStart.Load() && (stop == 0 || sched < stop)
 }
 
+// sendAhead is how early a message may be sent. Timers wake a sleeping
+// sender up to a millisecond late (the poller's resolution); were messages
+// sent only once due, that lateness would count in every latency. So the
+// sender wakes sendAhead before a message is due and sends the messages
+// due by then: a message that goes out early has its latency counted from
+// its write, one that goes out late from its schedule. The load keeps its
+// rate, in bursts of at most sendAhead.
+const sendAhead = time.Millisecond
+
 // openLoop is an open-loop session on s (Config.Rate): a sender goroutine
 // writes messages on this connection's schedule, Conns/Rate apart, whether
 // or not their echoes have come back, while this goroutine reads and
@@ -209,11 +218,11 @@ loop:
 	for !stopping() {
 		now := r.now()
 		next := due(seq)
-		if next > now {
+		if next > now+int64(sendAhead) {
 			if !flush() {
 				return st
 			}
-			timer.Reset(time.Duration(next - now))
+			timer.Reset(time.Duration(next - now - int64(sendAhead)))
 			select {
 			case <-timer.C:
 			case <-quit:
@@ -223,9 +232,12 @@ loop:
 			}
 			continue
 		}
-		for next <= now && staged < batch {
+		for next <= now+int64(sendAhead) && staged < batch {
+			// A message's latency runs from its schedule if it goes
+			// out late, from its write if it goes out early.
+			start := max(next, now)
 			select {
-			case inflight <- next:
+			case inflight <- start:
 			default:
 				// Depth messages are out: write what is staged (the
 				// reader waits for those echoes too), then wait.
@@ -234,7 +246,7 @@ loop:
 					return st
 				}
 				select {
-				case inflight <- next:
+				case inflight <- start:
 				case <-quit:
 					break loop
 				case <-r.stopped:
