@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"time"
@@ -28,6 +29,11 @@ type benchOptions struct {
 	pid      int
 	json     bool
 	tls      clientTLSFlags
+	rate     float64
+	report   string
+
+	depthSet bool   // --depth was given
+	command  string // the command line, for the report
 }
 
 func (a *app) benchCommand() *cobra.Command {
@@ -59,6 +65,21 @@ Modes:
   idle        hold --conns idle connections for --duration (memory per
               connection with --pid)
 
+With --rate N the load is open-loop, as wrk2's: N messages a second in
+all, spread over the connections, each sent on its schedule whether or not
+the echoes of earlier ones have come back (up to --depth in flight per
+connection, default 1024 with --rate). Latency is measured from each
+message's scheduled send time, so a server that falls behind is charged for
+the wait of every message queued behind the slow one (coordinated-omission
+correction). A message due when --depth are in flight waits for a slot and
+goes out late: the schedule does not slip, and the wait shows as latency.
+The report gives the requested, sent and achieved rates.
+
+--report FILE.html writes a self-contained page (no network needed): the
+latency spectrum, throughput and latency second by second, and the run's
+parameters. --json output includes the same data; two saved results are
+set side by side, with ratios, by "tcpkit bench compare A.json B.json".
+
 Each run is bounded by --duration and/or --count, after --warmup. With
 --pid, the server's CPU time is read from /proc for the measured window and
 reported as messages per server CPU-second, the figure that compares servers
@@ -75,17 +96,22 @@ does, give the greeting with --greeting, or start the server with
   tcpkit bench --mode connect -c 8 -d 5s /tmp/echo.sock
   tcpkit bench --mode idle -c 5000 --sources 4 --pid $(pgrep -f 'tcpkit echo') localhost:8124
   tcpkit bench --greeting 'hello\r\n' localhost:8124       # against tcpkit echo's default greeting
-  tcpkit bench --json -n 100000 localhost:8124 > result.json`,
+  tcpkit bench --json -n 100000 localhost:8124 > result.json
+  tcpkit bench --rate 20000 -c 16 -d 30s --report run.html localhost:8124   # open loop, wrk2-style
+  tcpkit bench compare before.json after.json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.depthSet = cmd.Flags().Changed("depth")
+			o.command = commandLine(cmd, args)
 			return a.bench(cmd.Context(), args[0], o)
 		},
 	}
+	cmd.AddCommand(a.benchCompareCommand())
 	f := cmd.Flags()
 	f.Var(o.mode, "mode", "the shape of the load")
 	f.IntVarP(&o.conns, "conns", "c", loadgen.DefaultConns, "connections (in connect mode: connections made at once)")
 	f.IntVarP(&o.size, "size", "s", loadgen.DefaultSize, fmt.Sprintf("message size in bytes (%d to %d)", loadgen.MinSize, loadgen.MaxSize))
-	f.IntVar(&o.depth, "depth", loadgen.DefaultDepth, "messages in flight per connection, in pipeline mode")
+	f.IntVar(&o.depth, "depth", loadgen.DefaultDepth, fmt.Sprintf("messages in flight per connection, in pipeline mode; with --rate, the most in flight (default %d there)", loadgen.DefaultRateDepth))
 	f.DurationVarP(&o.duration, "duration", "d", 0, "length of the measured window; the hold time in idle mode (default 10s unless --count is set)")
 	f.Int64VarP(&o.count, "count", "n", 0, "stop after this many messages (connections, in connect mode)")
 	f.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before the window")
@@ -94,6 +120,8 @@ does, give the greeting with --greeting, or start the server with
 	f.IntVar(&o.sources, "sources", 0, "spread connections over this many source addresses, 127.0.0.1 up (TCP, for more than ~28k connections)")
 	f.IntVar(&o.pid, "pid", 0, "the server's process id, to report its CPU time and memory from /proc")
 	f.BoolVar(&o.json, "json", false, "print the result as JSON, for machines")
+	f.Float64Var(&o.rate, "rate", 0, "open loop: send this many messages per second in all, on schedule, and measure latency from the schedule (ping-pong and pipeline modes)")
+	f.StringVar(&o.report, "report", "", "also write the result as a self-contained HTML page to this file")
 	o.tls.register(f)
 	return cmd
 }
@@ -112,6 +140,18 @@ func (a *app) bench(ctx context.Context, addr string, o *benchOptions) error {
 		Timeout:   o.timeout,
 		Greeting:  o.greeting.bytes,
 		ServerPID: o.pid,
+	}
+	if o.rate != 0 {
+		if math.IsNaN(o.rate) || math.IsInf(o.rate, 0) || o.rate < 0 {
+			return &exitErr{code: exitUsage, msg: fmt.Sprintf("--rate %v: want a positive number of messages per second", o.rate)}
+		}
+		if cfg.Mode != loadgen.PingPong && cfg.Mode != loadgen.Pipeline {
+			return &exitErr{code: exitUsage, msg: fmt.Sprintf("--rate applies to the ping-pong and pipeline modes, not %s", cfg.Mode)}
+		}
+		cfg.Rate = o.rate
+		if !o.depthSet {
+			cfg.Depth = 0 // the open-loop default
+		}
 	}
 	if o.sources > 0 {
 		cfg.SourceIPs = loadgen.LoopbackSources(o.sources)
@@ -138,6 +178,11 @@ func (a *app) bench(ctx context.Context, addr string, o *benchOptions) error {
 		}
 	} else if err := res.WriteTable(a.stdout); err != nil {
 		return failf("%v", err)
+	}
+	if o.report != "" {
+		if err := writeReportFile(o.report, res, o.command); err != nil {
+			return failf("--report: %v", err)
+		}
 	}
 	if n := res.Errors.Total(); n > 0 {
 		return failf("%d errors: %s", n, res.Errors)

@@ -68,6 +68,9 @@ func spectrum(h *hdrhistogram.Histogram) []Quantile {
 // latencies.
 const seriesLag = 10
 
+// seriesSliver is the shortest last second a series keeps on its own.
+const seriesSliver = 100 * time.Millisecond
+
 // newSecondHistogram returns a histogram for one second's latencies.
 func newSecondHistogram() *hdrhistogram.Histogram {
 	return hdrhistogram.New(int64(time.Microsecond), maxLatency, 1)
@@ -126,7 +129,10 @@ func (s *series) summarise(upTo int) {
 }
 
 // result summarises every second and returns the series of a window of
-// length elapsed, with each second's rate.
+// length elapsed, with each second's rate. The last second may be partial,
+// and its rate is over its length; if under seriesSliver, it is folded
+// into the one before, whose rate is then over a little more than a
+// second (its p99 is then the larger of the two: an upper bound).
 func (s *series) result(elapsed time.Duration) []Second {
 	s.summarise(math.MaxInt)
 	s.mu.Lock()
@@ -136,8 +142,20 @@ func (s *series) result(elapsed time.Duration) []Second {
 		s.at(len(s.secs))
 	}
 	out := append([]Second(nil), s.secs...)
+	// A sliver of a last second, as a window of 1.0001s has, would give
+	// a rate from too short a time: it is folded into the second before.
+	if k := len(out) - 1; k > 0 && elapsed-out[k].T < seriesSliver {
+		last := out[k]
+		out = out[:k]
+		out[k-1].Messages += last.Messages
+		out[k-1].P99 = max(out[k-1].P99, last.P99)
+		out[k-1].Max = max(out[k-1].Max, last.Max)
+	}
 	for i := range out {
 		length := min(time.Second, elapsed-out[i].T)
+		if i == len(out)-1 {
+			length = elapsed - out[i].T
+		}
 		if length > 0 {
 			out[i].MsgsPerSec = float64(out[i].Messages) / length.Seconds()
 		}
