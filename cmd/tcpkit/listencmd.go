@@ -140,7 +140,7 @@ func (a *app) listenCmd(ctx context.Context, addr string, o *listenOptions, maxG
 	sigs, unsubscribe := a.subscribe()
 	defer unsubscribe()
 
-	s := &listenSession{a: a, o: o, log: log, fatal: make(chan error, 1), stop: make(chan struct{})}
+	s := &listenSession{a: a, o: o, log: log, fatal: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	var h tcpkit.Handler
 	switch {
 	case o.broker:
@@ -214,8 +214,9 @@ wait:
 		case sessErr = <-s.fatal:
 			stopAccepting(srv, lns)
 			break wait
-		case <-s.finished():
-			// Without -k: the one connection is done.
+		case <-s.done:
+			// Without -k: the one connection has closed. Its output is
+			// written by the time stopOutput returns.
 			break wait
 		case err := <-served:
 			pending--
@@ -264,8 +265,7 @@ type listenSession struct {
 	wg    sync.WaitGroup // the goroutines of --exec connections
 
 	first     atomic.Bool   // the first connection has been accepted
-	doneOnce  sync.Once     // closes done
-	done      chan struct{} // without -k: the connection has closed
+	done      chan struct{} // without -k: closed once the connection has closed
 	mu        sync.Mutex
 	firstErr  error // without -k: what ended the connection, as an exit error
 	outputMu  sync.Mutex
@@ -276,13 +276,6 @@ type listenSession struct {
 	outClosed bool
 
 	stdin stdinRelay
-}
-
-// finished returns a channel closed, without -k, once the one connection
-// has closed and its output is written. With -k it is never closed.
-func (s *listenSession) finished() <-chan struct{} {
-	s.doneOnce.Do(func() { s.done = make(chan struct{}) })
-	return s.done
 }
 
 // fail records err, if it is the first failure of the connection, as the
@@ -339,12 +332,8 @@ func (s *listenSession) logged(h tcpkit.Handler) tcpkit.Handler {
 		})
 		h(c)
 		if !s.o.keepOpen {
-			// After h's listeners: by then the output has been handed on.
-			c.OnClose(func(error) {
-				s.outputFlushed()
-				s.finished()
-				close(s.done)
-			})
+			// After h's listeners, so that they have run.
+			c.OnClose(func(error) { close(s.done) })
 		}
 	}
 }
@@ -423,20 +412,6 @@ func (s *listenSession) poke() {
 	select {
 	case s.outWake <- struct{}{}:
 	default:
-	}
-}
-
-// outputFlushed waits until the output queue is empty (the chunk being
-// written included).
-func (s *listenSession) outputFlushed() {
-	for {
-		s.outputMu.Lock()
-		n := len(s.outQueue)
-		s.outputMu.Unlock()
-		if n == 0 {
-			return
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"sync"
@@ -202,6 +201,3 @@ func (p *execConn) relayOutput(out *os.File) {
 		}
 	}
 }
-
-// String describes the process for a log line.
-func (p *execConn) String() string { return fmt.Sprintf("%q", p.s.o.exec) }

@@ -496,3 +496,19 @@ func TestListenSignals(t *testing.T) {
 		t.Errorf("exit status %d:\n%s", code, p.stderr.String())
 	}
 }
+
+// TestListenHelp checks that --help says what the flags do with standard
+// input, and how --exec runs its command.
+func TestListenHelp(t *testing.T) {
+	r := runCLI(t, nil, "listen", "--help")
+	if r.code != 0 {
+		t.Fatalf("exit code %d, stderr %q", r.code, r.stderr)
+	}
+	for _, want := range []string{"tcpkit listen ADDR", "Examples:", "-k, --keep-open", "--max-conns", "--exec",
+		"/bin/sh -c", "TCPKIT_REMOTE_ADDR", "TCPKIT_LOCAL_ADDR", "--broker", "--max-buffered", "--engine",
+		"--grace", "--tls-self-signed", "--proxy-protocol", "Standard input is read once", "half-close"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
