@@ -181,7 +181,9 @@ func TestBenchRate(t *testing.T) {
 	common := []string{"-c", "2", "-d", "1s", "--warmup", "0"}
 	// About 20ms: the histogram's buckets are 0.1% wide, so 20ms may read
 	// as 19.98ms.
-	about := func(d time.Duration) bool { return slowService-time.Millisecond <= d && d < slowService+10*time.Millisecond }
+	about := func(d time.Duration) bool {
+		return slowService-time.Millisecond <= d && d < slowService+10*time.Millisecond
+	}
 
 	t.Run("overloaded", func(t *testing.T) {
 		res := runBenchJSON(t, append(common, "--rate", "200", startSlowServer(t))...)

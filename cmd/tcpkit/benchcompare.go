@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/tcpkit/tcpkit/internal/loadgen"
@@ -140,12 +141,12 @@ func writeComparison(w io.Writer, nameA, nameB string, a, b *loadgen.Result) err
 	var widths [4]int
 	for _, r := range rows {
 		for i, s := range []string{r.label, r.a, r.b, r.ratio} {
-			widths[i] = max(widths[i], len([]rune(s)))
+			widths[i] = max(widths[i], utf8.RuneCountInString(s))
 		}
 	}
 	var out strings.Builder
 	for _, r := range rows {
-		line := fmt.Sprintf("%-*s  %*s  %*s  %*s", widths[0], r.label, widths[1], r.a, widths[2], r.b, widths[3], r.ratio)
+		line := pad(r.label, -widths[0]) + "  " + pad(r.a, widths[1]) + "  " + pad(r.b, widths[2]) + "  " + pad(r.ratio, widths[3])
 		out.WriteString(strings.TrimRight(line, " ") + "\n")
 	}
 	var diffs []string
@@ -169,6 +170,20 @@ func writeComparison(w io.Writer, nameA, nameB string, a, b *loadgen.Result) err
 	}
 	_, err := io.WriteString(w, out.String())
 	return err
+}
+
+// pad pads s with spaces to width runes: on the left if width is
+// positive, on the right if negative. (fmt's widths count bytes, and µ
+// takes two.)
+func pad(s string, width int) string {
+	n := utf8.RuneCountInString(s)
+	switch {
+	case width > n:
+		return strings.Repeat(" ", width-n) + s
+	case -width > n:
+		return s + strings.Repeat(" ", -width-n)
+	}
+	return s
 }
 
 // ratio formats vb/va, or says why there is none.
