@@ -13,6 +13,24 @@
 // data is therefore reported as such, under an ErrorKind (Corrupt, Lost,
 // Short, Reordered, ...), rather than merely timed.
 //
+// # Open loop
+//
+// With Config.Rate set, a ping-pong or pipeline run is open-loop, as
+// wrk2's are: each connection sends its share of Rate on a fixed
+// schedule, whether or not the echoes of earlier messages have come back
+// (up to Depth in flight), and each latency is measured from the message's
+// scheduled send time. A server that stalls is then charged for every
+// message that queued behind the stall, not just for the one it was
+// working on: the correction for coordinated omission. Result.Open gives
+// the requested, sent and achieved rates.
+//
+// # Series
+//
+// Every run but an idle one also records its measured window second by
+// second (Result.Series: messages, rate, p50, p99, max) and the latency
+// spectrum (Result.Spectrum, percentiles on HdrHistogram's 1/(1-p) axis),
+// at the cost of a lock per worker per second.
+//
 // # Cost
 //
 // The load must cost little next to what it measures: each connection has
