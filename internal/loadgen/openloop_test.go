@@ -176,3 +176,45 @@ func TestSeries(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenLoopFaults checks that open loop catches what closed loop
+// catches: a damaged echo, a connection closed with messages outstanding,
+// and one closed in the middle of an echo.
+func TestOpenLoopFaults(t *testing.T) {
+	t.Run("corrupt", func(t *testing.T) {
+		res := runFaulty(t, Config{Rate: 4000, Conns: 2}, func(c net.Conn) {
+			const at = 50*faultSize + 30
+			echoWith(c, func(p []byte, off int) ([]byte, bool) {
+				if off <= at && at < off+len(p) {
+					p[at-off] ^= 0x10
+				}
+				return p, false
+			})
+		})
+		wantOnly(t, res, Corrupt, "payload byte 30 of message 50")
+	})
+	t.Run("lost", func(t *testing.T) {
+		res := runFaulty(t, Config{Rate: 4000, Conns: 1}, func(c net.Conn) {
+			echoWith(c, func(p []byte, off int) ([]byte, bool) {
+				// Echo 20 messages, then swallow the rest and close.
+				if end := 20 * faultSize; off+len(p) > end {
+					return p[:max(end-off, 0)], true
+				}
+				return p, false
+			})
+		})
+		wantOnly(t, res, Lost, "not echoed")
+	})
+	t.Run("short", func(t *testing.T) {
+		res := runFaulty(t, Config{Rate: 4000, Conns: 1}, func(c net.Conn) {
+			echoWith(c, func(p []byte, off int) ([]byte, bool) {
+				// Echo 20 and a half messages, then close.
+				if end := 20*faultSize + faultSize/2; off+len(p) > end {
+					return p[:max(end-off, 0)], true
+				}
+				return p, false
+			})
+		})
+		wantOnly(t, res, Short, "of the 64 bytes of an echo")
+	})
+}
