@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -161,7 +160,11 @@ func (a *app) listenCmd(ctx context.Context, addr string, o *listenOptions, maxG
 		MaxConnections: o.maxConns,
 		Logger:         log,
 		OnDrop: func(d tcpkit.Drop) {
-			log.Warn("connection refused: --max-conns reached", "remote", peer(d.RemoteAddr), "max_conns", o.maxConns, "reason", string(d.Reason))
+			if !o.keepOpen {
+				log.Warn("connection refused: serving one already (-k serves more)", "remote", peer(d.RemoteAddr))
+				return
+			}
+			log.Warn("connection refused: --max-conns reached", "remote", peer(d.RemoteAddr), "max_conns", o.maxConns)
 		},
 	}
 	s.srv = srv
@@ -199,7 +202,6 @@ func (a *app) listenCmd(ctx context.Context, addr string, o *listenOptions, maxG
 
 	var serveErr, sessErr error
 	pending := len(lns)
-	var forced os.Signal
 wait:
 	for {
 		select {
@@ -229,7 +231,7 @@ wait:
 			break wait
 		}
 	}
-	forced = shutdown(srv, log, sigs, o.grace, &s.cut)
+	forced := shutdown(srv, log, sigs, o.grace, &s.cut)
 	for ; pending > 0; pending-- {
 		<-served
 	}

@@ -463,8 +463,21 @@ func TestListenErrors(t *testing.T) {
 }
 
 // TestListenTLS relays through --tls-self-signed to tcpkit connect --tls.
+// The reply waits for the request: tcpkit connect stops sending once the
+// server has closed.
 func TestListenTLS(t *testing.T) {
-	l := startListen(t, strings.NewReader("secret reply"), "--tls-self-signed", "127.0.0.1:0")
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	l := startListen(t, pr, "--tls-self-signed", "127.0.0.1:0")
+	go func() {
+		defer pw.Close()
+		for deadline := time.Now().Add(waitLimit); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if l.stdout.String() == "secret request" {
+				pw.Write([]byte("secret reply"))
+				return
+			}
+		}
+	}()
 	r := runCLI(t, strings.NewReader("secret request"), "connect", "--tls", "--insecure", l.addr)
 	if r.code != 0 || r.stdout != "secret reply" {
 		t.Errorf("connect: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
