@@ -132,8 +132,8 @@ func (a *app) listenCmd(ctx context.Context, addr string, o *listenOptions, maxG
 			o.maxConns = defaultListenMaxConns
 		}
 	}
-	if !o.keepOpen {
-		o.maxConns = 1
+	if !o.keepOpen && o.maxConns != 1 {
+		return &exitErr{code: exitUsage, msg: "--max-conns needs -k: without it, one connection is served"}
 	}
 	log := newLogger(a.stderr, "text", "info", o.quiet)
 	sigs, unsubscribe := a.subscribe()

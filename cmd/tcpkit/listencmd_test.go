@@ -444,6 +444,7 @@ func TestListenErrors(t *testing.T) {
 		{name: "not a socket", args: []string{"listen", file}, code: exitError, want: "not a socket"},
 		{name: "no address", args: []string{"listen"}, code: exitUsage, want: "accepts 1 arg"},
 		{name: "broker and exec", args: []string{"listen", "--broker", "--exec", "cat", "x:1"}, code: exitUsage, want: "exclude each other"},
+		{name: "max-conns without -k", args: []string{"listen", "--max-conns", "5", "x:1"}, code: exitUsage, want: "--max-conns needs -k"},
 		{name: "zero max-conns", args: []string{"listen", "--max-conns", "0", "x:1"}, code: exitUsage, want: "--max-conns"},
 	}
 	for _, tt := range tests {
