@@ -150,10 +150,10 @@ func (w *worker) openLoop(s *session) (int64, *failure) {
 		}
 		s.refreshRead(now, timeout)
 	}
-	stopSender()
 	if f != nil {
-		report(f)
+		report(f) // first, so that what the sender hits next (a closed connection) does not count
 	}
+	stopSender()
 	<-senderEnd
 	if f != nil && r.aborted.Load() {
 		stats.abandoned = int64(sentCount.Load() - got)
@@ -179,6 +179,17 @@ func (w *worker) send(s *session, inflight chan<- int64, quit <-chan struct{}, s
 	r := w.r
 	size, timeout := r.cfg.Size, r.cfg.Timeout
 	batch := len(w.sbuf) / size
+	// Once the reader has stopped the sender, it has its own failure, or
+	// none: what the sender hits then is a consequence, not news.
+	report = func(report func(*failure)) func(*failure) {
+		return func(f *failure) {
+			select {
+			case <-quit:
+			default:
+				report(f)
+			}
+		}
+	}(report)
 	interval := float64(time.Second) * float64(r.cfg.Conns) / r.cfg.Rate
 	// Connections start their schedules a fraction of an interval apart,
 	// so that the load is spread over the interval, not sent in bursts.
