@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudflare/tableflip"
@@ -30,6 +32,9 @@ type upgrades struct {
 	usr2    chan os.Signal
 	done    chan struct{}
 	stopped chan struct{}
+
+	unixPaths  []string    // this process's Unix socket files
+	handedOver atomic.Bool // a new process serves them now
 }
 
 // startUpgrades returns the upgrades of tcpkit echo, or nil if it has
@@ -69,6 +74,7 @@ func (up *upgrades) listeners(open func() ([]net.Listener, error)) ([]net.Listen
 			lns = append(lns, ln)
 		}
 		up.log.Info("took over the listeners of the old process", "listeners", len(lns))
+		up.noteUnix(keys)
 		return lns, nil
 	}
 	lns, err := open()
@@ -88,7 +94,18 @@ func (up *upgrades) listeners(open func() ([]net.Listener, error)) ([]net.Listen
 	}
 	b, _ := json.Marshal(keys)
 	os.Setenv(upgradeListenersEnv, string(b)) // for the next process
+	up.noteUnix(keys)
 	return lns, nil
+}
+
+// noteUnix keeps the paths of the Unix sockets among keys, which stop
+// removes unless a new process has taken them over.
+func (up *upgrades) noteUnix(keys [][2]string) {
+	for _, k := range keys {
+		if k[0] == "unix" && !strings.HasPrefix(k[1], "@") {
+			up.unixPaths = append(up.unixPaths, k[1])
+		}
+	}
 }
 
 // ready says this process serves: it writes the PID file, tells the old
@@ -113,6 +130,7 @@ func (up *upgrades) ready() error {
 					up.log.Error("upgrade failed; this process goes on serving", "err", err.Error())
 					continue
 				}
+				up.handedOver.Store(true)
 				up.log.Info("the new process is serving; this one stops accepting and drains its connections")
 				return
 			case <-up.done:
@@ -151,4 +169,13 @@ func (up *upgrades) stop() {
 	}
 	<-up.stopped
 	up.u.Stop()
+	// tableflip removes them too, but on a goroutine of its own, which
+	// the process's exit may beat.
+	if !up.handedOver.Load() {
+		for _, p := range up.unixPaths {
+			if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
+				os.Remove(p)
+			}
+		}
+	}
 }
