@@ -51,7 +51,7 @@ func TestReadmeQuickStart(t *testing.T) {
 func TestReadmeFlags(t *testing.T) {
 	text := readme(t)
 	a := &app{}
-	for _, cmd := range []string{"echo", "connect", "forward", "bench"} {
+	for _, cmd := range []string{"echo", "connect", "listen", "forward", "bench"} {
 		c, _, err := a.rootCommand().Find([]string{cmd})
 		if err != nil {
 			t.Fatal(err)
