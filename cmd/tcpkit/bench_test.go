@@ -182,7 +182,7 @@ func TestBenchRate(t *testing.T) {
 	// About 20ms: the histogram's buckets are 0.1% wide, so 20ms may read
 	// as 19.98ms.
 	about := func(d time.Duration) bool {
-		return slowService-time.Millisecond <= d && d < slowService+10*time.Millisecond
+		return slowService-time.Millisecond <= d && d < slowService+15*time.Millisecond
 	}
 
 	t.Run("overloaded", func(t *testing.T) {
@@ -197,19 +197,19 @@ func TestBenchRate(t *testing.T) {
 		for _, s := range res.Series {
 			top = max(top, s.P99)
 		}
-		if len(res.Series) != 1 || top < 5*slowService {
-			t.Errorf("series %+v: want one second, whose p99 shows the queue", res.Series)
+		if len(res.Series) == 0 || len(res.Series) > 2 || top < 5*slowService {
+			t.Errorf("series %+v: want one second (two if the window ran over), whose p99 shows the queue", res.Series)
 		}
 	})
 	t.Run("closed", func(t *testing.T) {
 		res := runBenchJSON(t, append(common, startSlowServer(t))...)
-		if l := res.Latency; !about(l.P50) || l.P99 > 3*slowService {
+		if l := res.Latency; !about(l.P50) || l.P99 > 5*slowService {
 			t.Errorf("closed loop: p50 %v, p99 %v; want about %v", l.P50, l.P99, slowService)
 		}
 	})
 	t.Run("under-capacity", func(t *testing.T) {
 		res := runBenchJSON(t, append(common, "--rate", "40", startSlowServer(t))...)
-		if l := res.Latency; !about(l.P50) || l.P99 > 3*slowService {
+		if l := res.Latency; !about(l.P50) || l.P99 > 5*slowService {
 			t.Errorf("open loop at 40%% of capacity: p50 %v, p99 %v; want about %v", l.P50, l.P99, slowService)
 		}
 	})

