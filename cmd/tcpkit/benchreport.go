@@ -314,8 +314,8 @@ func timeSVG(b *strings.Builder, secs []loadgen.Second, lines []seriesLine, yfmt
 			for i := range xs {
 				pts[i] = fmt.Sprintf("%.1f,%.1f", x(xs[i]), y(l.values[i]))
 			}
-			fmt.Fprintf(b, "<polyline class=\"ref\" style=\"stroke: %s\" points=\"%s\"><title>%s</title></polyline>\n",
-				l.color, strings.Join(pts, " "), html.EscapeString(l.name))
+			fmt.Fprintf(b, "<polyline class=\"ref\" stroke=\"%s\" style=\"stroke: %s\" points=\"%s\"><title>%s</title></polyline>\n",
+				fallback(l.color), l.color, strings.Join(pts, " "), html.EscapeString(l.name))
 			continue
 		}
 		polyline(b, l.color, xs, l.values, x, y, labels)
@@ -330,14 +330,29 @@ func polyline(b *strings.Builder, color string, xs, ys []float64, x, y func(floa
 	for i := range xs {
 		pts[i] = fmt.Sprintf("%.1f,%.1f", x(xs[i]), y(ys[i]))
 	}
-	fmt.Fprintf(b, "<polyline class=\"line\" style=\"stroke: %s\" points=\"%s\"/>\n", color, strings.Join(pts, " "))
+	fmt.Fprintf(b, "<polyline class=\"line\" stroke=\"%s\" style=\"stroke: %s\" points=\"%s\"/>\n", fallback(color), color, strings.Join(pts, " "))
 	if len(xs) > maxPointsWithCircles {
 		return
 	}
 	for i := range xs {
-		fmt.Fprintf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" style=\"fill: %s\"><title>%s</title></circle>\n",
-			x(xs[i]), y(ys[i]), color, html.EscapeString(labels[i]))
+		fmt.Fprintf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\" style=\"fill: %s\"><title>%s</title></circle>\n",
+			x(xs[i]), y(ys[i]), fallback(color), color, html.EscapeString(labels[i]))
 	}
+}
+
+// fallback returns the light theme's colour for a colour variable, for
+// the presentation attribute under the style that uses the variable: a
+// browser without CSS variables ignores the style and uses the attribute.
+func fallback(color string) string {
+	switch color {
+	case "var(--a)":
+		return "#0b63c5"
+	case "var(--b)":
+		return "#c2410c"
+	case "var(--c)":
+		return "#15803d"
+	}
+	return "#6e6e73"
 }
 
 // niceTicks returns the ticks of an axis from 0 to at least top, on a 1,
