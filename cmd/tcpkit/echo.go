@@ -207,14 +207,12 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		return err
 	}
 	defer stopReload()
-	if o.engine.value == "epoll" {
-		e, err := tcpkit.NewEpollEngine(tcpkit.EpollConfig{Logger: log})
-		if err != nil {
-			return failf("--engine epoll: %s", err)
-		}
-		defer e.Close() // after the shutdown: the connections have closed
-		srv.Engine = e
+	engine, closeEngine, err := newEngine(o.engine.value, log)
+	if err != nil {
+		return err
 	}
+	defer closeEngine()
+	srv.Engine = engine
 	open := func() ([]net.Listener, error) {
 		return echoListeners(ctx, tcpkit.ListenConfig{ReusePort: o.reusePort}, addr, o.addrGiven, log)
 	}

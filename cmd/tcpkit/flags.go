@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
+
+	"github.com/tcpkit/tcpkit"
 )
 
 // textValue is a flag holding a text with backslash escapes, decoded when
@@ -60,3 +63,17 @@ func (v *choiceValue) Set(s string) error {
 
 // Type names the value in help: the choices.
 func (v *choiceValue) Type() string { return strings.Join(v.choices, "|") }
+
+// newEngine returns the engine that --engine names: nil for the goroutine
+// engine, or a new epoll engine, with the function that closes it (call it
+// after the shutdown, once the connections have closed).
+func newEngine(name string, log *slog.Logger) (tcpkit.Engine, func(), error) {
+	if name != "epoll" {
+		return nil, func() {}, nil
+	}
+	e, err := tcpkit.NewEpollEngine(tcpkit.EpollConfig{Logger: log})
+	if err != nil {
+		return nil, nil, failf("--engine epoll: %s", err)
+	}
+	return e, func() { e.Close() }, nil
+}

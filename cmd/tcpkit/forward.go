@@ -118,15 +118,11 @@ func (a *app) forward(ctx context.Context, listenAddr, target string, o *forward
 	sigs, unsubscribe := a.subscribe()
 	defer unsubscribe()
 
-	var engine tcpkit.Engine
-	if o.engine.value == "epoll" {
-		e, err := tcpkit.NewEpollEngine(tcpkit.EpollConfig{Logger: log})
-		if err != nil {
-			return failf("--engine epoll: %s", err)
-		}
-		defer e.Close()
-		engine = e
+	engine, closeEngine, err := newEngine(o.engine.value, log)
+	if err != nil {
+		return err
 	}
+	defer closeEngine()
 	cfg := tcpkit.ConnConfig{AllowHalfOpen: true, IdleTimeout: o.idleTimeout}
 	fw := &forwarder{target: target, log: log, sendProxy: o.sendProxy.value,
 		dialer: tcpkit.Dialer{ConnConfig: cfg, ConnectTimeout: o.connectTimeout, Engine: engine, TLS: targetTLS, Logger: log}}

@@ -173,14 +173,12 @@ func (a *app) listenCmd(ctx context.Context, addr string, o *listenOptions, maxG
 		return err
 	}
 	defer stopReload()
-	if o.engine.value == "epoll" {
-		e, err := tcpkit.NewEpollEngine(tcpkit.EpollConfig{Logger: log})
-		if err != nil {
-			return failf("--engine epoll: %s", err)
-		}
-		defer e.Close() // after the shutdown: the connections have closed
-		srv.Engine = e
+	engine, closeEngine, err := newEngine(o.engine.value, log)
+	if err != nil {
+		return err
 	}
+	defer closeEngine() // after the shutdown: the connections have closed
+	srv.Engine = engine
 	lns, err := listen(ctx, tcpkit.ListenConfig{}, addr, log)
 	if err != nil {
 		return err
