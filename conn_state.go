@@ -155,7 +155,7 @@ func (c *Conn) onTimer() { c.rs.rearm = true }
 // idle period.
 func (c *Conn) checkTimers(fired *int64) time.Time {
 	timeout, idle, endBy := c.timeout.Load(), int64(c.cfg.IdleTimeout), c.endBy.Load()
-	edgeBy := c.edgeDeadline(int64(monotime()))
+	edgeBy := c.edgeDeadline()
 	if timeout <= 0 && idle <= 0 && endBy == 0 && edgeBy == 0 {
 		return time.Time{}
 	}

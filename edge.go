@@ -327,13 +327,14 @@ func (c *Conn) tellDialer(err error) {
 }
 
 // edgeDeadline returns the stage's deadline, marking it expired if it has
-// passed; zero for none.
-func (c *Conn) edgeDeadline(now int64) int64 {
+// passed; zero for none. It reads the clock only while a stage runs:
+// checkTimers runs for every connection.
+func (c *Conn) edgeDeadline() int64 {
 	e := c.edge
 	if e == nil || e.stage == stageReady || e.deadline == 0 {
 		return 0
 	}
-	if now >= int64(e.deadline) {
+	if monotime() >= e.deadline {
 		e.expired = true
 		return 0
 	}
@@ -371,7 +372,7 @@ func (c *Conn) edgeAddrs() *addrPair {
 	return c.edge.addrs.Load()
 }
 
-// tlsConfigFor checks a Server's TLS configuration.
+// checkServerTLS checks a Server's TLS configuration.
 func checkServerTLS(cfg *tls.Config) error {
 	if cfg == nil {
 		return nil

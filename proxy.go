@@ -65,9 +65,8 @@ var (
 )
 
 const (
-	proxyV1MaxLen = 107             // the longest v1 line, CRLF included
-	proxyV2Fixed  = 16              // signature, version and command, family, length
-	proxyMaxLen   = 16 + 64<<10 - 1 // the longest v2 header
+	proxyV1MaxLen = 107 // the longest v1 line, CRLF included
+	proxyV2Fixed  = 16  // signature, version and command, family, length
 )
 
 // errNoProxyHeader says the client's first bytes are not a PROXY header.

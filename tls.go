@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -40,7 +39,6 @@ type tlsLayer struct {
 	blocking    bool   // the handshake is running: Read waits for input
 	aborted     bool   // the connection is closing: Read fails
 	handshakeWG sync.WaitGroup
-	handshakeOK bool  // the handshake has finished; event goroutine only
 	result      error // the handshake's outcome, once done is set; guarded by mu
 	done        bool
 
@@ -377,6 +375,3 @@ func (c *Conn) TLS() *tls.ConnectionState {
 	st := c.edge.tls.tc.ConnectionState()
 	return &st
 }
-
-// isEOF reports whether err is the end of the input rather than a failure.
-func isEOF(err error) bool { return err == io.EOF }

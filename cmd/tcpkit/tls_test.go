@@ -147,7 +147,7 @@ func TestConnectTLSInterop(t *testing.T) {
 			checkEcho(t, []byte(r.stdout), in)
 		})
 		t.Run(tr.name+"/openssl-s_server", func(t *testing.T) {
-			addr := tr.listen(t)
+			var addr string
 			args := []string{"s_server", "-rev", "-quiet", "-cert", cert, "-key", key}
 			if tr.name == "tcp" {
 				addr = freeLoopbackAddr(t)
