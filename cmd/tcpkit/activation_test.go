@@ -17,6 +17,10 @@ import (
 // on TCP and on a Unix socket, and the Unix socket's file, the manager's,
 // outlives the service's graceful exit.
 func TestEchoSocketActivation(t *testing.T) {
+	forEachEngine(t, echoSocketActivation)
+}
+
+func echoSocketActivation(t *testing.T, engine string) {
 	tcpAddr := freeLoopbackAddr(t)
 	dir, err := os.MkdirTemp("/tmp", "tk") // a short path for sun_path
 	if err != nil {
@@ -27,7 +31,7 @@ func TestEchoSocketActivation(t *testing.T) {
 	p := startPeer(t, true, "systemd-socket-activate",
 		"-l", tcpAddr, "-l", sock, "--fdname=web:local",
 		"-E", asMainEnv+"=1", "-E", "GORACE=atexit_sleep_ms=100",
-		os.Args[0], "echo")
+		os.Args[0], "echo", "--engine", engine)
 	p.line(t, "Listening on "+sock)
 
 	// The first connection makes the manager start tcpkit echo.

@@ -583,8 +583,12 @@ func TestEchoAdmissionLimits(t *testing.T) {
 
 // Two tcpkit echo with --reuse-port share one port.
 func TestEchoReusePort(t *testing.T) {
-	a := startEcho(t, "--reuse-port", "--greeting", `a\n`, "127.0.0.1:0")
-	b := startEcho(t, "--reuse-port", "--greeting", `b\n`, a.addr())
+	forEachEngine(t, echoReusePort)
+}
+
+func echoReusePort(t *testing.T, engine string) {
+	a := startEcho(t, "--engine", engine, "--reuse-port", "--greeting", `a\n`, "127.0.0.1:0")
+	b := startEcho(t, "--engine", engine, "--reuse-port", "--greeting", `b\n`, a.addr())
 	if b.addr() != a.addr() {
 		t.Fatalf("second server on %s, want %s", b.addr(), a.addr())
 	}

@@ -16,7 +16,7 @@ import (
 // forwardPair is a tcpkit echo and a tcpkit forward in front of it.
 func forwardPair(t *testing.T, engine, listen, target string, echoArgs, fwdArgs []string) (fwd, echo *echoServer) {
 	t.Helper()
-	echo = startEcho(t, append(echoArgs, target)...)
+	echo = startEcho(t, append(append([]string{"--engine", engine}, echoArgs...), target)...)
 	fwd = startCommand(t, "forward", append(append([]string{"--engine", engine}, fwdArgs...), listen, echo.addr())...)
 	return fwd, echo
 }
@@ -28,7 +28,7 @@ func forwardPair(t *testing.T, engine, listen, target string, echoArgs, fwdArgs 
 func TestForwardInterop(t *testing.T) {
 	data := make([]byte, 16<<20)
 	rand.Read(data)
-	for _, engine := range []string{"epoll", "goroutine"} {
+	for _, engine := range serverEngines {
 		for _, dir := range []struct{ name, listen, target string }{
 			{"tcp-to-unix", "127.0.0.1:0", ""},
 			{"unix-to-tcp", "", "127.0.0.1:0"},
@@ -71,7 +71,7 @@ func TestForwardInterop(t *testing.T) {
 // TestForwardTargetDown: a client of a forward whose TARGET is down gets
 // its connection closed, at once, and the log says why in one line.
 func TestForwardTargetDown(t *testing.T) {
-	for _, engine := range []string{"epoll", "goroutine"} {
+	for _, engine := range serverEngines {
 		t.Run(engine, func(t *testing.T) {
 			down := freeLoopbackAddr(t) // nothing listens there
 			fwd := startCommand(t, "forward", "--engine", engine, "--connect-timeout", "2s", "127.0.0.1:0", down)
@@ -99,9 +99,13 @@ func TestForwardTargetDown(t *testing.T) {
 // TestForwardSendProxy: --send-proxy v2 into tcpkit echo --proxy-protocol
 // shows the client's own address in the echo server's log.
 func TestForwardSendProxy(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) { forwardSendProxy(t, engine) })
+}
+
+func forwardSendProxy(t *testing.T, engine string) {
 	for _, version := range []string{"v1", "v2"} {
 		t.Run(version, func(t *testing.T) {
-			fwd, echo := forwardPair(t, "epoll", "127.0.0.1:0", "127.0.0.1:0",
+			fwd, echo := forwardPair(t, engine, "127.0.0.1:0", "127.0.0.1:0",
 				[]string{"--proxy-protocol", "required", "--trusted-proxies", "127.0.0.1/32"},
 				[]string{"--send-proxy", version})
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.7")}, Timeout: 5 * time.Second}
@@ -125,7 +129,11 @@ func TestForwardSendProxy(t *testing.T) {
 // A reset travels as a reset: the client resets, and the echo server
 // behind sees its connection reset too.
 func TestForwardResetTravels(t *testing.T) {
-	fwd, echo := forwardPair(t, "epoll", "127.0.0.1:0", "127.0.0.1:0", nil, nil)
+	forEachEngine(t, forwardResetTravels)
+}
+
+func forwardResetTravels(t *testing.T, engine string) {
+	fwd, echo := forwardPair(t, engine, "127.0.0.1:0", "127.0.0.1:0", nil, nil)
 	c, err := net.DialTimeout("tcp", fwd.addr(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +150,12 @@ func TestForwardResetTravels(t *testing.T) {
 // TestForwardTLSBothEnds terminates TLS on LISTEN and originates it to a
 // TLS echo server: tcpkit connect --tls → forward → tcpkit echo --tls-cert.
 func TestForwardTLSBothEnds(t *testing.T) {
+	forEachEngine(t, forwardTLSBothEnds)
+}
+
+func forwardTLSBothEnds(t *testing.T, engine string) {
 	cert, key, _ := certFiles(t, t.TempDir(), "fwd", time.Hour)
-	fwd, _ := forwardPair(t, "epoll", "127.0.0.1:0", "127.0.0.1:0",
+	fwd, _ := forwardPair(t, engine, "127.0.0.1:0", "127.0.0.1:0",
 		[]string{"--tls-cert", cert, "--tls-key", key},
 		[]string{"--tls-cert", cert, "--tls-key", key, "--target-tls", "--target-ca", cert, "--target-server-name", "localhost"})
 	in := binaryData(256 << 10)
@@ -154,8 +166,8 @@ func TestForwardTLSBothEnds(t *testing.T) {
 	checkEcho(t, []byte(r.stdout), in)
 
 	// TARGET with a certificate forward does not trust: one line, closed.
-	other := startEcho(t, "--tls-self-signed", "127.0.0.1:0")
-	bad := startCommand(t, "forward", "--target-tls", "127.0.0.1:0", other.addr())
+	other := startEcho(t, "--engine", engine, "--tls-self-signed", "127.0.0.1:0")
+	bad := startCommand(t, "forward", "--engine", engine, "--target-tls", "127.0.0.1:0", other.addr())
 	c, err := net.DialTimeout("tcp", bad.addr(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +185,11 @@ func TestForwardTLSBothEnds(t *testing.T) {
 
 // TestForwardShutdown: SIGTERM lets a pair finish, then exits 0.
 func TestForwardShutdown(t *testing.T) {
-	fwd, _ := forwardPair(t, "epoll", "127.0.0.1:0", "127.0.0.1:0", []string{"--quiet"}, []string{"--shutdown-idle", "200ms"})
+	forEachEngine(t, forwardShutdown)
+}
+
+func forwardShutdown(t *testing.T, engine string) {
+	fwd, _ := forwardPair(t, engine, "127.0.0.1:0", "127.0.0.1:0", []string{"--quiet"}, []string{"--shutdown-idle", "200ms"})
 	c, err := net.DialTimeout("tcp", fwd.addr(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -19,13 +19,13 @@ import (
 
 // instance is one tcpkit echo behind HAProxy.
 type instance struct {
-	name, addr, agent string
-	p                 *process
+	name, addr, agent, engine string
+	p                         *process
 }
 
 func (in *instance) start(t *testing.T) {
 	t.Helper()
-	in.p = startProcess(t, "echo", "--proxy-protocol", "required", "--trusted-proxies", "127.0.0.9/32",
+	in.p = startProcess(t, "echo", "--engine", in.engine, "--proxy-protocol", "required", "--trusted-proxies", "127.0.0.9/32",
 		"--haproxy-agent", in.agent, "--drain-delay", "1500ms", "--shutdown-idle", "100ms", "--grace", "10s", in.addr)
 	in.p.line(t, "msg=listening")
 }
@@ -46,7 +46,8 @@ func TestHAProxyRollingRestart(t *testing.T) {
 	env := []string{"TCPKIT_FRONTEND=" + frontend, "TCPKIT_SOURCE=127.0.0.9"}
 	var ins []*instance
 	for i := 1; i <= 3; i++ {
-		in := &instance{name: fmt.Sprintf("s%d", i), addr: freeLoopbackAddr(t), agent: freeLoopbackAddr(t)}
+		in := &instance{name: fmt.Sprintf("s%d", i), addr: freeLoopbackAddr(t), agent: freeLoopbackAddr(t),
+			engine: serverEngines[i%len(serverEngines)]} // both engines behind one HAProxy
 		_, agentPort, _ := net.SplitHostPort(in.agent)
 		env = append(env, fmt.Sprintf("TCPKIT_S%d=%s", i, in.addr), fmt.Sprintf("TCPKIT_A%d=%s", i, agentPort))
 		in.start(t)

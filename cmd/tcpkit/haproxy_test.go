@@ -29,7 +29,7 @@ import (
 // run is a WARN), and a failed check would never reach "client connected".
 func TestHAProxyForwardsRealClientAddresses(t *testing.T) {
 	testenv.LookPath(t, "haproxy")
-	for _, engine := range []string{"epoll", "goroutine"} {
+	for _, engine := range serverEngines {
 		t.Run(engine, func(t *testing.T) {
 			for _, send := range []string{"send-proxy-v2", "send-proxy"} {
 				t.Run(send, func(t *testing.T) { testHAProxy(t, engine, send) })

@@ -97,7 +97,7 @@ func (l *listenServer) stop(t *testing.T) {
 
 // forEachListen runs f on each engine and transport.
 func forEachListen(t *testing.T, f func(t *testing.T, engine string, tr transport)) {
-	for _, engine := range []string{"epoll", "goroutine"} {
+	for _, engine := range serverEngines {
 		for _, tr := range transports {
 			t.Run(engine+"/"+tr.name, func(t *testing.T) { f(t, engine, tr) })
 		}

@@ -361,3 +361,15 @@ func binaryData(n int) []byte {
 	}
 	return b
 }
+
+// serverEngines are the engines of the serving commands (--engine); their
+// tests run on each.
+var serverEngines = []string{"epoll", "goroutine"}
+
+// forEachEngine runs f as a subtest on each of serverEngines.
+func forEachEngine(t *testing.T, f func(t *testing.T, engine string)) {
+	t.Helper()
+	for _, engine := range serverEngines {
+		t.Run(engine, func(t *testing.T) { f(t, engine) })
+	}
+}

@@ -64,7 +64,7 @@ next:
 // TestEchoMetrics scrapes tcpkit echo --metrics while traffic moves, and
 // checks that each counter moves as that traffic says it must.
 func TestEchoMetrics(t *testing.T) {
-	for _, engine := range []string{"epoll", "goroutine"} {
+	for _, engine := range serverEngines {
 		t.Run(engine, func(t *testing.T) {
 			e := startEcho(t, "--engine", engine, "--metrics", "127.0.0.1:0", "--deny", "127.0.0.2", "127.0.0.1:0")
 			m := regexp.MustCompile(`url=(http://\S+/metrics)`).FindStringSubmatch(e.stderr.String())

@@ -18,7 +18,7 @@ import (
 // once, and the server must exit 0 only after the last client finished.
 func TestEchoShutdownUnderLoad(t *testing.T) {
 	for _, tr := range transports {
-		for _, engine := range []string{"epoll", "goroutine"} {
+		for _, engine := range serverEngines {
 			t.Run(tr.name+"/"+engine, func(t *testing.T) { testEchoShutdownUnderLoad(t, tr, engine) })
 		}
 	}

@@ -79,7 +79,7 @@ func TestEchoTLSInterop(t *testing.T) {
 	cert, key, _ := certFiles(t, t.TempDir(), "echo", time.Hour)
 	bin := binaryData(64 << 10)
 	for _, tr := range transports {
-		for _, engine := range []string{"epoll", "goroutine"} {
+		for _, engine := range serverEngines {
 			t.Run(tr.name+"/"+engine, func(t *testing.T) { echoTLSInterop(t, tr, engine, cert, key, bin) })
 		}
 	}
@@ -200,9 +200,9 @@ func TestConnectTLSRefusals(t *testing.T) {
 		{"name-mismatch", other, otherKey, []string{"--ca", other}, "name mismatch"},
 		{"pin-mismatch", other, otherKey, []string{"--pin", fp}, "pin mismatch"},
 	}
-	for _, tc := range cases {
+	for i, tc := range cases { // the servers alternate engines
 		t.Run(tc.name, func(t *testing.T) {
-			e := startEcho(t, "--tls-cert", tc.cert, "--tls-key", tc.key, "127.0.0.1:0")
+			e := startEcho(t, "--engine", serverEngines[i%len(serverEngines)], "--tls-cert", tc.cert, "--tls-key", tc.key, "127.0.0.1:0")
 			r := runCLI(t, strings.NewReader("x"), append(append([]string{"connect", "--tls"}, tc.args...), e.addr())...)
 			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
 			if r.code != 1 || len(lines) != 1 || !strings.Contains(lines[0], tc.want) || r.stdout != "" {
@@ -222,7 +222,11 @@ func TestConnectTLSRefusals(t *testing.T) {
 // TestEchoTLSSelfSigned checks that --tls-self-signed logs a fingerprint
 // that --pin accepts as it is written.
 func TestEchoTLSSelfSigned(t *testing.T) {
-	e := startEcho(t, "--tls-self-signed", "127.0.0.1:0")
+	forEachEngine(t, echoTLSSelfSigned)
+}
+
+func echoTLSSelfSigned(t *testing.T, engine string) {
+	e := startEcho(t, "--engine", engine, "--tls-self-signed", "127.0.0.1:0")
 	m := regexp.MustCompile(`fingerprint=([0-9a-f]{64})`).FindStringSubmatch(e.stderr.String())
 	if m == nil {
 		t.Fatalf("no fingerprint in the log:\n%s", e.stderr)
@@ -237,9 +241,13 @@ func TestEchoTLSSelfSigned(t *testing.T) {
 // running tcpkit echo and sends SIGHUP: new connections get the new
 // certificate.
 func TestEchoTLSReloadsOnSIGHUP(t *testing.T) {
+	forEachEngine(t, echoTLSReloadsOnSIGHUP)
+}
+
+func echoTLSReloadsOnSIGHUP(t *testing.T, engine string) {
 	dir := t.TempDir()
 	cert, key, fp1 := certFiles(t, dir, "cert", time.Hour)
-	p, addr := startEchoProcess(t, "--tls-cert", cert, "--tls-key", key, "127.0.0.1:0")
+	p, addr := startEchoProcess(t, "--engine", engine, "--tls-cert", cert, "--tls-key", key, "127.0.0.1:0")
 	pinned := func(fp string) int {
 		return runCLI(t, strings.NewReader("x"), "connect", "--tls", "--pin", fp, addr).code
 	}

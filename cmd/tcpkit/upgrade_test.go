@@ -286,7 +286,11 @@ func (l *upgradeLoad) session(c net.Conn) {
 // lost or changed. Long connections are ended, if at all, with a clean FIN
 // between messages (--shutdown-idle is shorter than their pauses).
 func TestEchoUpgradesUnderLoad(t *testing.T) {
-	h := newUpgradeHarness(t, "--shutdown-idle", "30ms", "--grace", "10s", "127.0.0.1:0")
+	forEachEngine(t, echoUpgradesUnderLoad)
+}
+
+func echoUpgradesUnderLoad(t *testing.T, engine string) {
+	h := newUpgradeHarness(t, "--engine", engine, "--shutdown-idle", "30ms", "--grace", "10s", "127.0.0.1:0")
 	l := &upgradeLoad{addr: h.addr, stop: make(chan struct{}), failures: map[string]int{}}
 	for range 2 {
 		l.wg.Add(1)
@@ -335,7 +339,11 @@ func TestEchoUpgradesUnderLoad(t *testing.T) {
 // A new binary that fails to start leaves the old process serving, and
 // the log says why; a good binary then upgrades.
 func TestEchoUpgradeFailureKeepsServing(t *testing.T) {
-	h := newUpgradeHarness(t, "127.0.0.1:0")
+	forEachEngine(t, echoUpgradeFailureKeepsServing)
+}
+
+func echoUpgradeFailureKeepsServing(t *testing.T, engine string) {
+	h := newUpgradeHarness(t, "--engine", engine, "127.0.0.1:0")
 	old, _ := h.pid()
 	good, err := os.ReadFile(h.bin)
 	if err != nil {
@@ -378,13 +386,17 @@ func TestEchoUpgradeFailureKeepsServing(t *testing.T) {
 // A Unix socket is handed over, not unlinked: its file stays through the
 // upgrade and the new process serves it; the last process removes it.
 func TestEchoUpgradeUnixSocket(t *testing.T) {
+	forEachEngine(t, echoUpgradeUnixSocket)
+}
+
+func echoUpgradeUnixSocket(t *testing.T, engine string) {
 	dir, err := os.MkdirTemp("/tmp", "tk")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	sock := filepath.Join(dir, "echo.sock")
-	h := newUpgradeHarness(t, sock)
+	h := newUpgradeHarness(t, "--engine", engine, sock)
 	old, _ := h.pid()
 	syscall.Kill(old, syscall.SIGUSR2)
 	next := h.waitPID(old)
