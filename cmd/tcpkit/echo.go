@@ -225,22 +225,14 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 	if err != nil {
 		return err
 	}
-	bound := make([]string, len(lns))
-	for i, ln := range lns {
-		bound[i] = addrString(ln.Addr())
-		log.Info("listening", "addr", bound[i], "engine", o.engine.value)
-	}
-	served := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { served <- srv.Serve(ln) }()
+	sv := startServing(srv, lns)
+	for _, addr := range sv.bound {
+		log.Info("listening", "addr", addr, "engine", o.engine.value)
 	}
 	if o.metricsAddr != "" {
 		_, stopMetrics, err := serveMetrics(o.metricsAddr, srv, log)
 		if err != nil {
-			srv.Close()
-			for range lns {
-				<-served
-			}
+			sv.abort()
 			return err
 		}
 		defer stopMetrics()
@@ -254,10 +246,7 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 			aln, err = net.Listen("tcp", o.agentAddr)
 		}
 		if err != nil {
-			stopAccepting(srv, lns)
-			for range lns {
-				<-served
-			}
+			sv.abort()
 			return failf("--haproxy-agent %s: %s", o.agentAddr, cause(err))
 		}
 		agent = startAgent(aln, log)
@@ -265,25 +254,21 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 	}
 	if up != nil {
 		if err := up.ready(); err != nil {
-			stopAccepting(srv, lns)
-			for range lns {
-				<-served
-			}
+			sv.abort()
 			return err
 		}
 	}
 	if a.ready != nil {
-		a.ready(srv, bound)
+		a.ready(srv, sv.bound)
 	}
 
 	var serveErr error
-	pending := len(lns)
 	// Each case stops accepting before it logs, so that once "shutting
 	// down" is logged, new connections are refused (or, after an upgrade,
 	// go to the new process).
 	select {
 	case <-ctx.Done():
-		stopAccepting(srv, lns)
+		sv.stop()
 		log.Info("shutting down", "reason", context.Cause(ctx).Error(), "grace", o.grace.String())
 	case s := <-sigs:
 		if agent != nil && o.drainDelay > 0 {
@@ -300,21 +285,19 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 			}
 			t.Stop()
 		}
-		stopAccepting(srv, lns)
+		sv.stop()
 		log.Info("shutting down", "signal", s.String(), "grace", o.grace.String())
 	case <-up.exited():
-		stopAccepting(srv, lns)
+		sv.stop()
 		log.Info("shutting down: handed over to the new process", "grace", o.grace.String())
-	case serveErr = <-served:
-		pending--
-		stopAccepting(srv, lns)
+	case serveErr = <-sv.served:
+		sv.failed()
+		sv.stop()
 		log.Error("accepting failed; shutting down", "err", serveErr.Error())
 	}
 
 	second := shutdown(srv, log, sigs, o.grace, &cut)
-	for ; pending > 0; pending-- {
-		<-served
-	}
+	sv.wait()
 	log.Info("stopped")
 
 	switch {
@@ -326,16 +309,6 @@ func (a *app) echo(ctx context.Context, addr string, o *echoOptions) error {
 		return &exitErr{code: exitCut}
 	}
 	return nil
-}
-
-// stopAccepting closes srv's listeners, which also serves the connections
-// already in their accept queues. They are closed here too, in case a
-// Serve goroutine has not yet started.
-func stopAccepting(srv *tcpkit.Server, lns []net.Listener) {
-	srv.Close()
-	for _, ln := range lns {
-		ln.Close()
-	}
 }
 
 // newEchoServer returns the server of tcpkit echo, configured from its

@@ -148,50 +148,38 @@ func (a *app) forward(ctx context.Context, listenAddr, target string, o *forward
 	if err != nil {
 		return err
 	}
-	bound := make([]string, len(lns))
-	for i, ln := range lns {
-		bound[i] = addrString(ln.Addr())
-		log.Info("forwarding", "listen", bound[i], "target", target, "engine", o.engine.value)
-	}
-	served := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { served <- srv.Serve(ln) }()
+	sv := startServing(srv, lns)
+	for _, addr := range sv.bound {
+		log.Info("forwarding", "listen", addr, "target", target, "engine", o.engine.value)
 	}
 	if o.metricsAddr != "" {
 		_, stopMetrics, err := serveMetrics(o.metricsAddr, srv, log)
 		if err != nil {
-			stopAccepting(srv, lns)
-			for range lns {
-				<-served
-			}
+			sv.abort()
 			return err
 		}
 		defer stopMetrics()
 	}
 	if a.ready != nil {
-		a.ready(srv, bound)
+		a.ready(srv, sv.bound)
 	}
 
 	var serveErr error
-	pending := len(lns)
 	select {
 	case <-ctx.Done():
-		stopAccepting(srv, lns)
+		sv.stop()
 		log.Info("shutting down", "reason", context.Cause(ctx).Error(), "grace", o.grace.String())
 	case s := <-sigs:
-		stopAccepting(srv, lns)
+		sv.stop()
 		log.Info("shutting down", "signal", s.String(), "grace", o.grace.String())
-	case serveErr = <-served:
-		pending--
-		stopAccepting(srv, lns)
+	case serveErr = <-sv.served:
+		sv.failed()
+		sv.stop()
 		log.Error("accepting failed; shutting down", "err", serveErr.Error())
 	}
-	var cut atomic.Int64
-	second := shutdown(srv, log, sigs, o.grace, &cut)
+	second := shutdown(srv, log, sigs, o.grace, &fw.cut)
 	fw.wait(2 * time.Second) // the TARGET sides close with their clients
-	for ; pending > 0; pending-- {
-		<-served
-	}
+	sv.wait()
 	log.Info("stopped")
 	switch {
 	case serveErr != nil:

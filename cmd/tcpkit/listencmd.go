@@ -185,54 +185,46 @@ func (a *app) listenCmd(ctx context.Context, addr string, o *listenOptions, maxG
 	}
 	s.startOutput()
 	defer s.stopOutput()
-	bound := make([]string, len(lns))
-	for i, ln := range lns {
-		bound[i] = addrString(ln.Addr())
-		log.Info("listening", "addr", bound[i], "engine", o.engine.value)
-	}
-	served := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { served <- srv.Serve(ln) }()
+	sv := startServing(srv, lns)
+	for _, addr := range sv.bound {
+		log.Info("listening", "addr", addr, "engine", o.engine.value)
 	}
 	if a.ready != nil {
-		a.ready(srv, bound)
+		a.ready(srv, sv.bound)
 	}
 
 	var serveErr, sessErr error
-	pending := len(lns)
 wait:
 	for {
 		select {
 		case <-ctx.Done():
-			stopAccepting(srv, lns)
+			sv.stop()
 			log.Info("shutting down", "reason", context.Cause(ctx).Error(), "grace", o.grace.String())
 			break wait
 		case sig := <-sigs:
-			stopAccepting(srv, lns)
+			sv.stop()
 			log.Info("shutting down", "signal", sig.String(), "grace", o.grace.String())
 			break wait
 		case sessErr = <-s.fatal:
-			stopAccepting(srv, lns)
+			sv.stop()
 			break wait
 		case <-s.done:
 			// Without -k: the one connection has closed. Its output is
 			// written by the time stopOutput returns.
 			break wait
-		case err := <-served:
-			pending--
+		case err := <-sv.served:
+			sv.failed()
 			if errors.Is(err, tcpkit.ErrServerClosed) {
 				continue // the first connection stopped the accepting
 			}
 			serveErr = err
-			stopAccepting(srv, lns)
+			sv.stop()
 			log.Error("accepting failed; shutting down", "err", err.Error())
 			break wait
 		}
 	}
 	forced := shutdown(srv, log, sigs, o.grace, &s.cut)
-	for ; pending > 0; pending-- {
-		<-served
-	}
+	sv.wait()
 	close(s.stop)
 	s.wg.Wait() // the --exec processes have been reaped
 	s.stopOutput()
