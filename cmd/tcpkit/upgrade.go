@@ -29,9 +29,9 @@ type upgrades struct {
 	u       *tableflip.Upgrader
 	log     *slog.Logger
 	enabled bool // SIGUSR2 upgrades; without, only the PID file
-	usr2    chan os.Signal
-	done    chan struct{}
-	stopped chan struct{}
+	usr2    chan os.Signal // SIGUSR2, once ready with upgrades enabled
+	done    chan struct{}  // closed by stop
+	stopped chan struct{}  // closed when the SIGUSR2 goroutine returns
 
 	unixPaths  []string    // this process's Unix socket files
 	handedOver atomic.Bool // a new process serves them now
@@ -115,7 +115,6 @@ func (up *upgrades) ready() error {
 		return failf("upgrade: %v", err)
 	}
 	if !up.enabled {
-		close(up.stopped)
 		return nil
 	}
 	up.usr2 = make(chan os.Signal, 1)
@@ -159,15 +158,8 @@ func (up *upgrades) stop() {
 	close(up.done)
 	if up.usr2 != nil {
 		signal.Stop(up.usr2)
+		<-up.stopped
 	}
-	select {
-	case <-up.stopped:
-	default:
-		if up.usr2 == nil {
-			close(up.stopped) // never ready
-		}
-	}
-	<-up.stopped
 	up.u.Stop()
 	// tableflip removes them too, but on a goroutine of its own, which
 	// the process's exit may beat.
