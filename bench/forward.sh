@@ -53,6 +53,7 @@
 # Needs: Go, git, haproxy, socat, taskset (util-linux), and at least 2 CPUs.
 set -euo pipefail
 cd "$(dirname "$0")"
+. ./lib.sh
 
 proxies=forward,forward-goroutine,haproxy,socat
 reps=3
@@ -124,23 +125,6 @@ tk=$tmp/tcpkit
 out="results/forward-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 echo "forward.sh: raw results in $out" >&2
-
-# freeport prints a loopback port nothing listens on (at most 100 tries),
-# below the kernel's ephemeral range where it can.
-freeport() {
-	local p lo base=20000 span=30000
-	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=0
-	if [ "$lo" -gt 12000 ]; then base=10000 span=$((lo - 10000)); fi
-	for _ in $(seq 100); do
-		p=$((base + RANDOM % span))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	echo "forward.sh: no free port found" >&2
-	return 1
-}
 
 # listens PORT succeeds if something accepts connections on 127.0.0.1:PORT.
 listens() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -223,10 +207,6 @@ stop() {
 	wait "$srv" 2>/dev/null || true
 	srv=
 }
-
-# busy prints the clock ticks CPUs 0 and 1 have spent busy (user, nice,
-# system, irq, softirq, steal), every process together.
-busy() { awk '$1 == "cpu0" || $1 == "cpu1" { n += $2 + $3 + $4 + $7 + $8 + $9 } END { print n }' /proc/stat; }
 
 # ticks PID prints the CPU time of process PID and of its children that it
 # has waited for (utime + stime + cutime + cstime), in clock ticks.
@@ -327,22 +307,6 @@ load() {
 		'BEGIN { if (a == "nan" || b == "nan") print "nan"; else printf "%.3f", (b - a) / hz }')
 }
 
-# field FILE INDENT KEY prints the value of KEY at INDENT spaces in a
-# tcpkit bench JSON result (an object's fields at that depth).
-field() {
-	local pad
-	pad=$(printf '%*s' "$2" '')
-	sed -n "s/^$pad\"$3\": \([^,{]*\),\{0,1\}\$/\1/p" "$1" | head -1
-}
-
-# errs FILE prints the errors a result counted, of every kind.
-errs() {
-	awk '/^  "errors": \{/ { in_errors = 1 }
-		in_errors { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) n += $i }
-		in_errors && /\}/ { in_errors = 0 }
-		END { print n + 0 }' "$1"
-}
-
 IFS=, read -r -a names <<<"$proxies"
 for name in "${names[@]}"; do argv "$name" 1 >/dev/null; done
 cells=(pp64 pp4k stream)
@@ -406,14 +370,6 @@ stop_echo() {
 }
 stop_echo
 
-# median prints the median of the numbers on stdin.
-median() {
-	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# col CELL NAME COLUMN prints that column of the cell's runs on NAME.
-col() { awk -F'\t' -v c="$1" -v s="$2" -v k="$3" '$1 == c && $3 == s { print $k }' "$runs"; }
-
 # ratios CELL NAME OTHER COLUMN prints NAME's COLUMN over OTHER's, one line
 # per repetition.
 ratios() {
@@ -433,25 +389,6 @@ ratio() {
 	fig=$(ratios "$1" "$2" "$3" 4 | median)
 	[ "$fig" = nan ] || per="$per; $(printf '%.2f' "$fig")"
 	echo "$per"
-}
-
-# num X DIGITS prints X with thousands separators and DIGITS decimals.
-num() {
-	awk -v x="$1" -v d="$2" 'BEGIN {
-		s = sprintf("%." d "f", x); i = s; f = ""
-		if (index(s, ".")) { i = substr(s, 1, index(s, ".") - 1); f = substr(s, index(s, ".")) }
-		neg = (substr(i, 1, 1) == "-"); if (neg) i = substr(i, 2)
-		while (length(i) > 3) { f = "," substr(i, length(i) - 2) f; i = substr(i, 1, length(i) - 3) }
-		print (neg ? "-" : "") i f
-	}'
-}
-
-# busyothers CELL NAME prints the median and the largest share of CPUs 0-1
-# that other processes took during the cell's runs on NAME.
-busyothers() {
-	col "$1" "$2" 8 | sort -g | awk '{ v[NR] = $1 } END {
-		m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		if (NR == 1) printf "%d%%", m; else printf "%d%% (max %d%%)", m, v[NR] }'
 }
 
 has() {
