@@ -28,7 +28,7 @@ const upgradeListenersEnv = "TCPKIT_UPGRADE_LISTENERS"
 type upgrades struct {
 	u       *tableflip.Upgrader
 	log     *slog.Logger
-	enabled bool // SIGUSR2 upgrades; without, only the PID file
+	enabled bool           // SIGUSR2 upgrades; without, only the PID file
 	usr2    chan os.Signal // SIGUSR2, once ready with upgrades enabled
 	done    chan struct{}  // closed by stop
 	stopped chan struct{}  // closed when the SIGUSR2 goroutine returns
