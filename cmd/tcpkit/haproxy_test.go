@@ -42,12 +42,7 @@ func testHAProxy(t *testing.T, engine, send string) {
 	p, echoAddr := startEchoProcess(t, "--engine", engine, "--log-level", "debug",
 		"--proxy-protocol", "required", "--trusted-proxies", "127.0.0.1/32", "127.0.0.1:0")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := ln.Addr().String()
-	ln.Close()
+	front := freeLoopbackAddr(t)
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	conf := fmt.Sprintf(`global
 	maxconn 100
