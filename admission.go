@@ -138,12 +138,13 @@ func (s *Server) admitEdge(c *Conn) bool {
 		s.mu.Unlock()
 		return true
 	}
-	s.counters.countDropLocked(reason)
+	// Counted as dropped once it has closed (countCloseLocked): until
+	// then it is open, and Stats must not count it twice.
 	first := !s.dropping
 	s.dropping = true
 	s.mu.Unlock()
-	c.closeWith(&dropError{reason})
 	s.reportDrop(Drop{LocalAddr: c.LocalAddr(), RemoteAddr: c.RemoteAddr(), Reason: reason}, first)
+	c.resetWith(&dropError{reason}) // its bytes were acknowledged, and will not be read
 	return false
 }
 
@@ -160,9 +161,17 @@ func (s *Server) reportDrop(d Drop, first bool) {
 }
 
 // handshakeFailed counts and reports a connection whose PROXY header or
-// TLS handshake failed.
-func (s *Server) handshakeFailed(he *HandshakeError) {
+// TLS handshake failed. A probe (a client that ended without sending a
+// byte, as a health checker does) is logged at DEBUG, and does not start a
+// run of failures: WARN is kept for headers and handshakes that went
+// wrong.
+func (s *Server) handshakeFailed(he *HandshakeError, probe bool) {
 	s.handshakeErr.Add(1)
+	if probe && s.OnHandshakeError == nil {
+		s.logger().Debug("tcpkit: connection ended before its handshake, without a byte (a probe?)",
+			"stage", he.Stage, "remote", he.RemoteAddr.String())
+		return
+	}
 	s.mu.Lock()
 	first := !s.failing
 	s.failing = true

@@ -341,7 +341,17 @@ func (c *Conn) endLocked(cause error) error {
 // between callbacks, so that no callback is halfway through a reply when
 // it decides, and decides and ends under one hold of c.mu, so that no
 // Write slips in between.
+//
+// A connection still on its way to its Handler (reading its PROXY header,
+// or in its TLS handshake) is reset instead: it has no application data in
+// flight, and TLS can say close_notify only once its handshake is done.
 func (c *Conn) endIfIdle(idle time.Duration) {
+	if e := c.edge; e != nil && e.stage != stageReady {
+		if c.looksIdle(idle) {
+			c.resetWith(errShutdownHandshake)
+		}
+		return
+	}
 	c.mu.Lock()
 	var err error
 	if c.idleLocked(idle) {
@@ -592,8 +602,10 @@ func (c *Conn) shut(err error, reset bool) {
 	if e := c.edge; e != nil && e.tls != nil {
 		e.tls.dropLocked()
 	}
-	c.mu.Unlock()
+	// Under c.mu, with closing: the event goroutine, which releases the
+	// socket once it sees closing, must find the reset asked for.
 	c.drv.close(reset)
+	c.mu.Unlock()
 	c.post(evWake)
 }
 

@@ -57,7 +57,8 @@ func (c *Conn) recoverPanic() {
 //  5. data held while paused is delivered once resumed;
 //  6. the peer's end is delivered once, after its data and not while
 //     paused; then, unless AllowHalfOpen, the connection ends its side;
-//  7. paused, or the peer ended: wait; otherwise read.
+//  7. paused, or the peer ended: wait (after the peer's end, watching for
+//     a reset); otherwise read.
 func (c *Conn) step() action {
 	rs := &c.rs
 	for {
@@ -114,8 +115,10 @@ func (c *Conn) step() action {
 				c.End()
 			}
 			continue
-		case paused || rs.eof:
+		case paused:
 			return actWait
+		case rs.eof:
+			return actWatch // nothing more to read, but a reset to report
 		case c.edge != nil && c.edge.tls != nil && c.edge.tls.more:
 			c.decryptInput() // TLS holds more plaintext than one buffer took
 			continue

@@ -76,6 +76,7 @@ func (d *fakeDriver) close(reset bool) error {
 func (d *fakeDriver) quiesce()                               {}
 func (d *fakeDriver) addrs() (net.Addr, net.Addr)            { return fakeAddr, fakeAddr }
 func (d *fakeDriver) unread() int                            { return 0 }
+func (d *fakeDriver) soError() error                          { return nil }
 func (d *fakeDriver) control(func(fd uintptr)) error         { return errors.New("no socket") }
 func (d *fakeDriver) setNoDelay(bool) error                  { return nil }
 func (d *fakeDriver) setKeepAlive(bool, time.Duration) error { return nil }
@@ -158,7 +159,7 @@ func TestStatePauseHoldsDataAndEnd(t *testing.T) {
 	c.Pause()
 	wantAction(t, c, actWait)
 	c.Resume()
-	wantAction(t, c, actWait) // half-open: nothing to read, nothing to do
+	wantAction(t, c, actWatch) // half-open: nothing to read, but a reset to watch for
 	if want := []string{"data x", "end"}; !slices.Equal(*evs, want) {
 		t.Errorf("events %v, want %v", *evs, want)
 	}

@@ -3,6 +3,7 @@ package tcpkit
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 )
 
@@ -132,7 +133,14 @@ func (c *Conn) sendFINLocked() error {
 	c.post(evWake)
 	err := c.drv.closeWrite()
 	if errors.Is(err, syscall.ENOTCONN) {
-		return nil // the peer has gone; the read side reports how
+		// The socket is no longer connected: the peer reset it, so what
+		// was sent last may never have arrived. That is no clean end:
+		// report the reset, which the socket's pending error names.
+		serr := c.drv.soError()
+		if serr == nil {
+			serr = syscall.ECONNRESET // read already, or timed out: gone all the same
+		}
+		return c.opError("shutdown", os.NewSyscallError("shutdown", serr))
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -132,11 +133,16 @@ func (c *Conn) edgeStep() (act action, wait bool) {
 	switch e.stage {
 	case stageProxy:
 		if e.expired {
-			if e.proxy.policy == ProxyRequired {
+			switch {
+			case e.proxy.policy == ProxyRequired:
 				c.failEdge(fmt.Errorf("no PROXY protocol header within %v", e.proxyTimeout))
-				return 0, false
+			case len(e.proxy.buf) > 0:
+				// Under ProxyOptional too: the bytes so far are the start
+				// of a header, not the client's own data.
+				c.failEdge(fmt.Errorf("a partial PROXY protocol header (%d bytes), not completed within %v", len(e.proxy.buf), e.proxyTimeout))
+			default:
+				c.proxyDone(nil, nil) // optional, and the client has sent nothing: serve it as it is
 			}
-			c.proxyDone(nil, e.proxy.buf) // optional: whatever came is the client's own
 			return 0, false
 		}
 	case stageTLS:
@@ -190,11 +196,11 @@ func (c *Conn) edgeRead(p []byte, err error) {
 			}
 		}
 		if err == io.EOF && e.stage == stageProxy {
-			if e.proxy.policy == ProxyRequired {
+			if e.proxy.policy == ProxyRequired || len(e.proxy.buf) > 0 {
 				c.failEdge(fmt.Errorf("the peer ended the connection before a whole PROXY protocol header: %w", io.ErrUnexpectedEOF))
 				return
 			}
-			c.proxyDone(nil, e.proxy.buf)
+			c.proxyDone(nil, nil) // optional, and the client sent nothing before its end
 		}
 		if err == io.EOF {
 			c.edgeEOF()
@@ -302,7 +308,10 @@ func (c *Conn) edgeReady(rest []byte) {
 }
 
 // failEdge closes the connection with a *HandshakeError for err and
-// reports it.
+// reports it. A failed PROXY stage resets a connection that has sent
+// something: its bytes were acknowledged and will never be read, and an
+// orderly end would tell it otherwise. A failed TLS handshake closes after the alert that
+// crypto/tls queued, which says why.
 func (c *Conn) failEdge(err error) {
 	e := c.edge
 	stage := "tls"
@@ -311,11 +320,23 @@ func (c *Conn) failEdge(err error) {
 	}
 	local, remote := c.drv.addrs()
 	he := &HandshakeError{Stage: stage, LocalAddr: local, RemoteAddr: remote, Err: err}
-	c.closeWith(he)
+	if stage == "proxy" && c.bytesRead.Load() > 0 {
+		c.resetWith(he)
+	} else {
+		c.closeWith(he)
+	}
 	if c.srv != nil {
-		c.srv.handshakeFailed(he)
+		c.srv.handshakeFailed(he, c.bytesRead.Load() == 0 && isProbeEnd(err))
 	}
 	c.tellDialer(he)
+}
+
+// isProbeEnd reports whether err is how a connection that sent nothing
+// ended: an end or a reset. A health checker's bare TCP probe (connect,
+// then close) looks so.
+func isProbeEnd(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // tellDialer hands a Dialer waiting for the handshake its outcome, once.

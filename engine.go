@@ -103,6 +103,10 @@ type driver interface {
 	// read yet (0 if it cannot tell). Any goroutine.
 	unread() int
 
+	// soError returns and clears the socket's pending error (SO_ERROR),
+	// nil if there is none or no socket to ask. Any goroutine.
+	soError() error
+
 	// addrs returns the socket's local and remote addresses, from any
 	// goroutine, before and after close.
 	addrs() (local, remote net.Addr)
@@ -125,6 +129,12 @@ type action uint8
 
 const (
 	actRead   action = iota // read from the socket, then call c.onRead
-	actWait                 // nothing to read (paused, or the peer ended): wait for a wake-up or the timer
+	actWait                 // nothing to read (paused): wait for a wake-up or the timer
 	actClosed               // the connection is closing: call c.finish
+	// actWatch is actWait once the peer has ended, but for one thing: a
+	// reset the socket gets from then on must still be reported, with
+	// c.onRead(nil, err). After the peer's FIN a read returns 0 whatever
+	// follows, so the engine looks at the socket's pending error
+	// (soError) when it becomes ready again.
+	actWatch
 )

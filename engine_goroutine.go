@@ -84,6 +84,28 @@ func (d *goroutineDriver) serve(h Handler) {
 				c.onTimer()
 			}
 			continue
+		case actWatch:
+			if d.raw == nil {
+				if d.wait() {
+					c.onTimer()
+				}
+				continue
+			}
+			d.reading.Store(true)
+			if c.events.Load() != 0 {
+				d.reading.Store(false)
+				continue
+			}
+			err := d.watch()
+			d.reading.Store(false)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.onTimer()
+				continue
+			}
+			if err != nil {
+				c.onRead(nil, err)
+			}
+			continue
 		}
 		// actRead: what was read before has been delivered, so d.buf may
 		// be read into again; it goes back to its pool when the socket
@@ -155,6 +177,24 @@ func (d *goroutineDriver) readSyscall(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// watch waits, once the peer has ended, for the socket to report an error
+// (a reset), in the netpoller, until a wake-up or the timer interrupts it
+// (os.ErrDeadlineExceeded) or the socket closes.
+func (d *goroutineDriver) watch() error {
+	var serr error
+	err := d.raw.Read(func(fd uintptr) bool {
+		serr = soError(int(fd))
+		return serr != nil // else wait for the socket's next event
+	})
+	switch {
+	case err != nil:
+		return d.c.opError("read", err)
+	case serr != nil:
+		return d.c.opError("read", os.NewSyscallError("read", serr))
+	}
+	return nil
 }
 
 // takeBuf makes d.buf a buffer of size bytes: the one it holds, if that
@@ -296,6 +336,14 @@ func (d *goroutineDriver) unread() int {
 		d.raw.Control(func(fd uintptr) { n = unreadBytes(fd) })
 	}
 	return n
+}
+
+func (d *goroutineDriver) soError() error {
+	var err error
+	if d.raw != nil {
+		d.raw.Control(func(fd uintptr) { err = soError(int(fd)) })
+	}
+	return err
 }
 
 func (d *goroutineDriver) control(f func(fd uintptr)) error {

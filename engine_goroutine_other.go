@@ -9,3 +9,6 @@ const haveRawIO = false
 
 func rawRead(fd uintptr, p []byte) (int, error)  { panic("tcpkit: rawRead without haveRawIO") }
 func rawWrite(fd uintptr, p []byte) (int, error) { panic("tcpkit: rawWrite without haveRawIO") }
+
+// soError is not called without haveRawIO.
+func soError(fd int) error { return nil }

@@ -209,6 +209,11 @@ func (l *epollListener) Close() error {
 	return l.Listener.Close()
 }
 
+// SyscallConn returns the listening socket's raw connection, so that
+// Server.Close can take what waits in its accept queue (drainAccepts)
+// rather than let the close reset it.
+func (l *epollListener) SyscallConn() (syscall.RawConn, error) { return l.raw, nil }
+
 // An acceptedSocket is a socket fresh from epollListener.Accept, on its
 // way to EpollEngine.newConn, which takes it over. It is a net.Conn only
 // to pass through Server.Serve; it is never read or written as one.

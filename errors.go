@@ -46,6 +46,12 @@ var (
 	errShutdownClosed error = &causeError{"use of closed network connection: the server shut it down",
 		[]error{net.ErrClosed, ErrServerClosed}}
 
+	// errShutdownHandshake is the close error of a connection that
+	// Shutdown found idle before its PROXY header or TLS handshake was
+	// done: it is reset.
+	errShutdownHandshake error = &causeError{"tcpkit: server closed during the connection's PROXY header or TLS handshake; reset",
+		[]error{ErrServerClosed}}
+
 	// errShutdownCut is the close error of a connection still open when
 	// Shutdown's context ended.
 	errShutdownCut error = &causeError{"tcpkit: server closed: the shutdown grace period ran out before the connection finished; reset",

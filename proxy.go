@@ -81,7 +81,11 @@ func proxyHeaderLen(b []byte) (int, error) {
 		if len(b) < proxyV2Fixed {
 			return 0, nil
 		}
-		n := proxyV2Fixed + int(binary.BigEndian.Uint16(b[14:16]))
+		length := int(binary.BigEndian.Uint16(b[14:16]))
+		if max := int(proxyproto.MaxV2HeaderSize); length > max {
+			return 0, fmt.Errorf("a PROXY protocol v2 header of %d bytes after its 16-byte start, over the limit of %d (go-proxyproto's MaxV2HeaderSize)", length, max)
+		}
+		n := proxyV2Fixed + length
 		if len(b) < n {
 			return 0, nil
 		}

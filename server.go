@@ -77,15 +77,22 @@ type Server struct {
 	// always allowed). With a header, RemoteAddr and LocalAddr report the
 	// addresses it gives, ProxyHeader returns it, and MaxConnsPerIP, Allow
 	// and Deny apply to the real client's address. A header from a peer
-	// not in TrustedProxies, a malformed one, or none where required closes
-	// the connection. The LOCAL command (a proxy's health check) keeps the
-	// socket's addresses. The header comes before TLS.
+	// not in TrustedProxies, a malformed one, or none where required resets
+	// the connection (its bytes were acknowledged and will not be read).
+	// A v2 header may carry up to 4096 bytes of addresses and TLVs after
+	// its 16-byte start: go-proxyproto's MaxV2HeaderSize, which a program
+	// that expects larger headers may raise at init; tcpkit refuses a
+	// longer one as soon as its length field arrives, buffering nothing
+	// more. A v1 header is at most 107 bytes, as the protocol says. The
+	// LOCAL command (a proxy's health check) keeps the socket's addresses.
+	// The header comes before TLS.
 	ProxyProtocol  ProxyPolicy
 	TrustedProxies []netip.Prefix
 
 	// ProxyHeaderTimeout bounds the wait for a PROXY header. Default
 	// DefaultProxyHeaderTimeout (5s). Under ProxyOptional, a connection
-	// that has sent nothing by then is served as one without a header.
+	// that has sent nothing by then is served as one without a header; one
+	// that has sent the start of a header and stopped is reset.
 	ProxyHeaderTimeout time.Duration
 
 	// OnHandshakeError is called for each connection closed because its

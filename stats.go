@@ -10,7 +10,7 @@ import (
 // counters only grow, from the server's start; Open, Queued and Loops are
 // as of the snapshot. Every accepted connection is, at any moment, open,
 // dropped or closed: Accepted = Open + Dropped.Total() + Closed.Total(),
-// but for connections in the middle of closing.
+// in every snapshot.
 type Stats struct {
 	Open     int   // connections open now, as NumConns
 	Accepted int64 // connections accepted, those dropped at once included
@@ -113,7 +113,7 @@ func (k *serverCounters) countCloseLocked(c *Conn, err error) {
 	)
 	switch {
 	case errors.As(err, &de):
-		// counted as dropped
+		k.countDropLocked(de.reason) // refused after its PROXY header: a drop, counted once closed
 	case err == nil:
 		k.closed.Clean++
 	case errors.As(err, &he):
@@ -134,7 +134,8 @@ func (k *serverCounters) countCloseLocked(c *Conn, err error) {
 }
 
 // A dropError is the close error of a connection refused by a limit after
-// its PROXY header: it counts as dropped, not closed.
+// its PROXY header: it counts as dropped, not closed, once it has closed
+// (until then it is open).
 type dropError struct{ reason DropReason }
 
 func (e *dropError) Error() string { return "tcpkit: connection refused: " + e.reason.String() }

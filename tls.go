@@ -38,8 +38,7 @@ type tlsLayer struct {
 	inEnd       error  // the socket's end (io.EOF) or failure, after in
 	blocking    bool   // the handshake is running: Read waits for input
 	aborted     bool   // the connection is closing: Read fails
-	handshakeWG sync.WaitGroup
-	result      error // the handshake's outcome, once done is set; guarded by mu
+	result      error  // the handshake's outcome, once done is set; guarded by mu
 	done        bool
 
 	// Plaintext decrypted and not yet delivered, in a pooled buffer; more
@@ -85,11 +84,19 @@ func newTLSLayer(c *Conn, cfg *tls.Config, server bool) *tlsLayer {
 }
 
 // startHandshake runs the handshake on a goroutine of its own, which posts
-// a wake-up to the event goroutine when it is done.
+// a wake-up to the event goroutine when it is done. Nothing on the event
+// goroutine ever waits for it: it may sit in a tls.Config callback
+// (GetCertificate, VerifyPeerCertificate, ...) for as long as that takes.
+// A Server counts it among its goroutines, which Shutdown waits for.
 func (t *tlsLayer) startHandshake() {
-	t.handshakeWG.Add(1)
+	srv := t.c.srv
+	if srv != nil {
+		srv.handlers.Add(1) // the connection's own count is held: not at zero
+	}
 	go func() {
-		defer t.handshakeWG.Done()
+		if srv != nil {
+			defer srv.handlers.Done()
+		}
 		err := t.tc.HandshakeContext(context.Background())
 		t.mu.Lock()
 		t.done, t.result, t.blocking = true, err, false
@@ -146,14 +153,24 @@ func (t *tlsLayer) keep() {
 // maxKeptInput is the largest input buffer a connection keeps for reuse.
 const maxKeptInput = 16 << 10
 
-// abort fails the handshake's reads, once the connection is closing, and
-// waits for the handshake goroutine to return.
+// abort fails the handshake's reads, once the connection is closing, so
+// that the handshake goroutine returns. It does not wait for that: the
+// goroutine may be in a slow tls.Config callback, and the event goroutine
+// (a whole loop, on the epoll engine) must not wait with it.
 func (t *tlsLayer) abort() {
 	t.mu.Lock()
 	t.aborted = true
 	t.mu.Unlock()
 	t.cond.Broadcast()
-	t.handshakeWG.Wait()
+}
+
+// handshakeDone reports whether the handshake has finished successfully.
+// Unlike tls.Conn.ConnectionState, it never waits for a handshake in
+// progress, whose goroutine may be waiting for input that only the
+// caller's goroutine delivers.
+func (t *tlsLayer) handshakeDone() bool {
+	done, err := t.outcome()
+	return done && err == nil
 }
 
 // decrypt reads the plaintext that the ciphertext in hand holds, into
@@ -264,7 +281,7 @@ func (t *tlsLayer) dropLocked() { t.segs, t.headSent, t.plainQueued = nil, 0, 0 
 // closeNotify sends close_notify, once the handshake is done; End and
 // Shutdown send it before the FIN.
 func (t *tlsLayer) closeNotify() {
-	if t.tc.ConnectionState().HandshakeComplete {
+	if t.handshakeDone() {
 		t.tc.CloseWrite()
 	}
 }
@@ -367,10 +384,11 @@ func clientTLSConfig(cfg *tls.Config, host string) (*tls.Config, error) {
 
 // TLS returns the connection's negotiated TLS state (version, cipher
 // suite, ALPN protocol, peer certificates), or nil if it is not a TLS
-// connection. A Handler sees the state of a finished handshake.
+// connection, or if its handshake has not finished. A Handler sees the
+// state of a finished handshake.
 func (c *Conn) TLS() *tls.ConnectionState {
-	if c.edge == nil || c.edge.tls == nil {
-		return nil
+	if c.edge == nil || c.edge.tls == nil || !c.edge.tls.handshakeDone() {
+		return nil // not TLS, or not yet: the state waits for a handshake in progress
 	}
 	st := c.edge.tls.tc.ConnectionState()
 	return &st

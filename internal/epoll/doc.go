@@ -5,7 +5,8 @@
 // registered with, and that is all.
 //
 // Descriptors are registered once, edge-triggered, for reading, writing
-// and the peer's half-close (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET):
+// the peer's half-close and urgent data (EPOLLIN | EPOLLOUT | EPOLLRDHUP |
+// EPOLLPRI | EPOLLET):
 // the caller remembers readiness and reads or writes until EAGAIN, so that
 // pausing a connection costs no system call.
 package epoll

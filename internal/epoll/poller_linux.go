@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -18,6 +19,7 @@ const (
 	PeerEnd  = unix.EPOLLRDHUP // the peer half-closed: a read will see EOF once drained
 	Hangup   = unix.EPOLLHUP   // both directions are shut
 	Error    = unix.EPOLLERR   // an error is pending; a read or write reports it
+	Urgent   = unix.EPOLLPRI   // TCP urgent data (MSG_OOB) has arrived: a read stops short at its mark
 )
 
 // wakeToken is the token of the Poller's own eventfd.
@@ -25,15 +27,25 @@ const wakeToken = ^uint64(0)
 
 // A Poller waits for readiness on the descriptors registered with it.
 // Wait must be called from one goroutine at a time; Add, Delete and Wake
-// may be called from any.
+// may be called from any, before and after Close: once closed, they
+// touch no descriptor (the numbers may belong to others by then) and
+// report ErrClosed, but for Wake, which does nothing.
 type Poller struct {
 	epfd    int
 	wakefd  int
 	pending atomic.Bool  // a wake-up is written and not yet consumed
 	writes  atomic.Int64 // eventfd writes, for the tests
 	events  []unix.EpollEvent
-	closed  atomic.Bool
+
+	// mu is held for reading across each use of epfd or wakefd by Add,
+	// Delete and Wake, and for writing by Close, which so never closes a
+	// descriptor under a call still using it.
+	mu     sync.RWMutex
+	closed bool
 }
+
+// ErrClosed is what Add and Delete return once the Poller is closed.
+var ErrClosed = errors.New("epoll: poller closed")
 
 // New returns a Poller that reports up to batch descriptors per Wait.
 func New(batch int) (*Poller, error) {
@@ -54,17 +66,15 @@ func New(batch int) (*Poller, error) {
 	return p, nil
 }
 
-// Add registers fd, edge-triggered, for reading, writing and the peer's
-// half-close; Wait reports its readiness with token.
+// Add registers fd, edge-triggered, for reading, writing, the peer's
+// half-close and urgent data; Wait reports its readiness with token.
 func (p *Poller) Add(fd int, token uint64) error {
 	if token == wakeToken {
 		return errors.New("epoll: the token ^0 is the Poller's own")
 	}
-	return p.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, token)
+	return p.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLPRI|unix.EPOLLET, token)
 }
 
-// Delete unregisters fd. Closing fd unregisters it too, once no other
-// descriptor refers to the same socket.
 // AddReader registers fd, a listening socket, for readability alone
 // (edge-triggered), under token.
 func (p *Poller) AddReader(fd int, token uint64) error {
@@ -74,11 +84,18 @@ func (p *Poller) AddReader(fd int, token uint64) error {
 	return p.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLET, token)
 }
 
+// Delete unregisters fd. Closing fd unregisters it too, once no other
+// descriptor refers to the same socket.
 func (p *Poller) Delete(fd int) error {
 	return p.ctl(unix.EPOLL_CTL_DEL, fd, 0, 0)
 }
 
 func (p *Poller) ctl(op, fd int, events uint32, token uint64) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
 	ev := unix.EpollEvent{Events: events, Fd: int32(uint32(token)), Pad: int32(uint32(token >> 32))}
 	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
 		return os.NewSyscallError(fmt.Sprintf("epoll_ctl(%d)", op), err)
@@ -88,8 +105,14 @@ func (p *Poller) ctl(op, fd int, events uint32, token uint64) error {
 
 // Wake makes the current or next Wait return, woken. Wake-ups that come
 // before that Wait collapse into one: only the first writes the eventfd.
+// After Close it does nothing.
 func (p *Poller) Wake() error {
 	if !p.pending.CompareAndSwap(false, true) {
+		return nil
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
 		return nil
 	}
 	var one = [8]byte{1}
@@ -157,8 +180,11 @@ func (p *Poller) poll() (int, error) {
 // Close releases the epoll instance and the eventfd. Descriptors still
 // registered are not closed.
 func (p *Poller) Close() error {
-	if p.closed.Swap(true) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
 		return nil
 	}
+	p.closed = true
 	return errors.Join(unix.Close(p.wakefd), unix.Close(p.epfd))
 }
