@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -47,7 +48,9 @@ Each direction ends on its own (half-close). At the end of standard input
 of the data, and its output goes on. When the client ends its side, the
 rest of standard input is still sent. Once both sides have ended, and the
 output is written, tcpkit listen exits with status 0; 1 if the connection
-was reset or standard input or output failed.
+was reset or standard input or output failed. Once standard output fails
+(tcpkit listen ... | head -c 5), a client whose data can no longer be
+written is reset, and tcpkit listen exits 1.
 
 -k (--keep-open) accepts the next connection after one ends, one at a
 time unless --max-conns allows more (a connection over the limit is closed
@@ -63,10 +66,13 @@ and redirections work as in a shell), its standard input reading from the
 client and its standard output writing to the client; its standard error
 is tcpkit's. TCPKIT_REMOTE_ADDR and TCPKIT_LOCAL_ADDR name the addresses.
 The client's end closes CMD's input; CMD's exit ends the connection once
-its output is sent, and what the client sends after that is discarded.
-A CMD that does not read stops the connection being read (backpressure),
-so memory stays bounded. --max-conns bounds the processes (default 100
-with -k). Without -k, a CMD that fails makes tcpkit listen fail.
+its output is sent. If CMD exits leaving input from the client unread
+(say head -c 5), or the client sends more after, that input can reach no
+one: the client is reset (ECONNRESET) rather than ended, and the log says
+how many bytes were lost. A CMD that does not read stops the connection
+being read (backpressure), so memory stays bounded. --max-conns bounds
+the processes (default 100 with -k). Without -k, a CMD that fails, or
+input lost as above, makes tcpkit listen fail.
 
 --broker relays what each client sends to every other client, as ncat
 --broker does; standard input and output are not used, and it keeps
@@ -83,7 +89,9 @@ TLS and the PROXY protocol work as for tcpkit echo (--tls-cert,
 --tls-self-signed, --proxy-protocol). SIGINT (Ctrl-C) or SIGTERM stops
 listening and gives open connections --grace to finish; --exec processes
 get SIGTERM. Exit status as for tcpkit echo: 0 clean, 1 failure, 3 if the
-shutdown cut connections short, 130 or 143 if a second signal forced it.`,
+shutdown cut connections short (a client reset because the stopped --exec
+process left its input unread counts), 130 or 143 if a second signal
+forced it.`,
 		Example: `  tcpkit listen 127.0.0.1:9000 > received.bin      # receive one file
   tcpkit listen :9000 < send.bin                    # serve one file
   tcpkit listen /tmp/chat.sock                      # a Unix socket: nc -U /tmp/chat.sock
@@ -138,6 +146,7 @@ func (a *app) listenCmd(ctx context.Context, addr string, o *listenOptions, maxG
 	log := newLogger(a.stderr, "text", "info", o.quiet)
 	sigs, unsubscribe := a.subscribe()
 	defer unsubscribe()
+	defer catchSIGPIPE()()
 
 	s := &listenSession{a: a, o: o, log: log, fatal: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	var h tcpkit.Handler
@@ -255,6 +264,10 @@ type listenSession struct {
 	fatal chan error     // an error that ends the run (stdout or stdin failed)
 	stop  chan struct{}  // closed once the server has shut down
 	wg    sync.WaitGroup // the goroutines of --exec connections
+	// resets maps a connection that reset, because input it had received
+	// could not be delivered, to its *inputLost: its close error, which
+	// Reset cannot carry.
+	resets sync.Map
 
 	first     atomic.Bool   // the first connection has been accepted
 	done      chan struct{} // without -k: closed once the connection has closed
@@ -304,15 +317,21 @@ func (s *listenSession) logged(h tcpkit.Handler) tcpkit.Handler {
 		}
 		s.log.Info("client connected", "conn", id, "remote", remote)
 		c.OnClose(func(err error) {
+			if why, ok := s.resets.LoadAndDelete(c); ok && err == nil {
+				err = why.(error)
+			}
 			attrs := []any{"conn", id, "remote", remote,
 				"bytes_in", c.BytesRead(), "bytes_out", c.BytesWritten(),
 				"duration", roundDuration(time.Since(start)).String()}
+			var lost *inputLost
 			switch {
 			case errors.Is(err, tcpkit.ErrServerClosed):
 				s.cut.Add(1)
 				s.log.Warn("client cut off by shutdown", append(attrs, "err", err.Error())...)
 			case errors.Is(err, tcpkit.ErrSlowConsumer):
 				s.log.Warn("client cut off: it stopped reading (--max-buffered)", append(attrs, "err", err.Error())...)
+			case errors.As(err, &lost):
+				s.log.Warn("client reset: what it sent could not be delivered", append(attrs, "err", err.Error())...)
 			case err != nil:
 				s.log.Info("client disconnected", append(attrs, "err", err.Error())...)
 			default:
@@ -327,6 +346,48 @@ func (s *listenSession) logged(h tcpkit.Handler) tcpkit.Handler {
 			// After h's listeners, so that they have run.
 			c.OnClose(func(error) { close(s.done) })
 		}
+	}
+}
+
+// inputLost is the close error of a connection that tcpkit listen reset
+// because input it had received, and TCP had acknowledged, could not be
+// delivered: the client is told by the reset, the log by this error.
+type inputLost struct {
+	what     string // what failed, as the start of a sentence
+	n        int64  // the bytes known to be lost
+	shutdown bool   // the shutdown caused it: it wraps tcpkit.ErrServerClosed
+}
+
+func (e *inputLost) Error() string {
+	msg := fmt.Sprintf("%s with %d bytes from the client not delivered: connection reset", e.what, e.n)
+	if e.shutdown {
+		return tcpkit.ErrServerClosed.Error() + ": " + msg
+	}
+	return msg
+}
+
+func (e *inputLost) Unwrap() error {
+	if e.shutdown {
+		return tcpkit.ErrServerClosed
+	}
+	return nil
+}
+
+// reset resets c (an RST on TCP) with why as its close error, for input
+// that c received and that cannot be delivered. It does nothing to a
+// connection already closed.
+func (s *listenSession) reset(c *tcpkit.Conn, why *inputLost) {
+	select {
+	case <-c.Done():
+		return
+	default:
+	}
+	s.resets.Store(c, why)
+	c.Reset()
+	select {
+	case <-c.Done(): // closed meanwhile, its OnClose maybe before the Store
+		s.resets.Delete(c)
+	default:
 	}
 }
 
@@ -372,8 +433,10 @@ func (s *listenSession) startOutput() {
 			s.outQueue = s.outQueue[1:]
 			failed := s.outErr != nil
 			s.outputMu.Unlock()
+			n := 0
 			if !failed {
-				if _, err := s.a.stdout.Write(ch.p); err != nil {
+				var err error
+				if n, err = s.a.stdout.Write(ch.p); err != nil {
 					s.outputMu.Lock()
 					s.outErr = err
 					s.outputMu.Unlock()
@@ -381,19 +444,31 @@ func (s *listenSession) startOutput() {
 					case s.fatal <- failf("writing standard output: %v", err):
 					default:
 					}
+					failed = true
 				}
 			}
-			ch.c.Resume()
+			if failed {
+				s.reset(ch.c, &inputLost{what: "standard output failed", n: int64(len(ch.p) - n)})
+			} else {
+				ch.c.Resume()
+			}
 			s.poke()
 		}
 	}()
 }
 
 // output queues p, received from c, for standard output and pauses c
-// until it is written. It is called from c's OnData listener.
+// until it is written. Once standard output has failed, it resets c
+// instead: p can be written nowhere. It is called from c's OnData
+// listener.
 func (s *listenSession) output(c *tcpkit.Conn, p []byte) {
 	c.Pause()
 	s.outputMu.Lock()
+	if s.outErr != nil {
+		s.outputMu.Unlock()
+		s.reset(c, &inputLost{what: "standard output failed", n: int64(len(p))})
+		return
+	}
 	s.outQueue = append(s.outQueue, outChunk{c: c, p: append([]byte(nil), p...)})
 	s.outputMu.Unlock()
 	s.poke()

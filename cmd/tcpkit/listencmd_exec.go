@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tcpkit/tcpkit"
 )
@@ -18,6 +19,10 @@ import (
 // process that does not read stops the connection being read. The
 // process's output is read only while the connection's write queue is
 // under HighWater. Either way memory stays bounded.
+//
+// Input is never dropped silently: if the process exits leaving bytes from
+// the client unread, or the client sends more after, the client is reset
+// rather than ended (see feedProcess).
 func (s *listenSession) execHandler() tcpkit.Handler {
 	return func(c *tcpkit.Conn) {
 		p := &execConn{s: s, c: c, feed: make(chan []byte, 1), drained: make(chan struct{}, 1), started: make(chan struct{})}
@@ -33,7 +38,10 @@ func (s *listenSession) execHandler() tcpkit.Handler {
 			default:
 			}
 		})
-		c.OnShutdown(func() { p.signal(terminate) })
+		c.OnShutdown(func() {
+			p.shutdown.Store(true)
+			p.signal(terminate)
+		})
 		c.OnClose(func(err error) {
 			p.closeFeed()
 			if err != nil {
@@ -56,6 +64,8 @@ type execConn struct {
 	cmd      *exec.Cmd     // set before started is closed
 	exited   atomic.Bool   // the process has been reaped
 	stopped  atomic.Bool   // it was signalled by us: its death is no failure
+	shutdown atomic.Bool   // the server is shutting down: lost input is a cut
+	lost     atomic.Bool   // the client has been reset for lost input
 	mu       sync.Mutex    // orders signals against the reaping
 }
 
@@ -102,9 +112,12 @@ func (p *execConn) run() {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, s.a.stderr
 	ownProcessGroup(cmd)
 	err = cmd.Start()
-	inR.Close()
+	// inR stays open here until the process has exited, so that what it
+	// left unread can be counted; writes to a process that has closed its
+	// input then wait, as for one that does not read.
 	outW.Close()
 	if err != nil {
+		inR.Close()
 		inW.Close()
 		outR.Close()
 		close(p.started)
@@ -116,7 +129,8 @@ func (p *execConn) run() {
 	s.log.Info("process started", "remote", remote, "pid", cmd.Process.Pid)
 
 	fed := make(chan struct{})
-	go p.feedProcess(inW, fed)
+	reaped := make(chan struct{})
+	go p.feedProcess(inW, inR, reaped, fed)
 	c.Resume()
 	p.relayOutput(outR)
 	outR.Close()
@@ -135,7 +149,12 @@ func (p *execConn) run() {
 	} else if err != nil && !errors.As(err, &ee) {
 		s.fail(failf("--exec %q: %v", s.o.exec, err))
 	}
-	c.End() // after the output: End sends FIN once the queue is flushed
+	// The process has gone: a write to its input that waits for room
+	// never gets it. The feeder ends or resets the connection.
+	if errors.Is(inW.SetWriteDeadline(time.Now()), os.ErrNoDeadline) {
+		inR.Close() // a write fails, rather than waits, once the pipe has no reader
+	}
+	close(reaped)
 	<-fed
 }
 
@@ -150,32 +169,81 @@ func (p *execConn) startFailed(err error) {
 }
 
 // feedProcess writes the client's data to the process's standard input,
-// resuming the connection after each chunk, and closes it at the client's
-// end. Once the process stops reading (its input is closed, or it has
-// exited), the rest of the client's data is discarded, so that the client
-// can finish sending and the connection can close cleanly.
-func (p *execConn) feedProcess(in *os.File, fed chan<- struct{}) {
+// in, resuming the connection after each chunk, and closes in at the
+// client's end. It holds inR, the read end of that pipe, until reaped is
+// closed: the process has exited and its output is queued on the
+// connection. It then ends the connection (FIN once the output is sent)
+// if the process took every byte that came, and otherwise resets it: the
+// bytes the process left in the pipe, the rest of a write that could not
+// finish, and what the client sends after, can reach no one.
+func (p *execConn) feedProcess(in, inR *os.File, reaped <-chan struct{}, fed chan<- struct{}) {
 	defer close(fed)
-	var discarded int64
-	for b := range p.feed {
-		if in != nil {
-			if _, err := in.Write(b); err != nil {
+	defer inR.Close()
+	feed := p.feed
+	var lost int64 // bytes from the client that the process did not take
+	gone := false  // reaped has been closed
+	for feed != nil || reaped != nil {
+		select {
+		case b, ok := <-feed:
+			switch {
+			case !ok:
+				feed = nil
+				if in != nil {
+					in.Close() // the process sees the end of its input
+					in = nil
+				}
+			case gone:
+				p.inputLost(int64(len(b)))
+			case in == nil:
+				lost += int64(len(b)) // a write failed: reaped is near
+			default:
+				n, err := in.Write(b)
+				if err != nil {
+					// The deadline set once the process had exited, or
+					// a broken pipe. The connection stays paused.
+					lost += int64(len(b) - n)
+					in.Close()
+					in = nil
+					continue
+				}
+				p.c.Resume()
+			}
+		case <-reaped:
+			reaped, gone = nil, true
+			lost += pipeUnread(inR)
+			if in != nil {
 				in.Close()
 				in = nil
-				p.s.log.Info("the process stopped reading; discarding what the client sends", "remote", peer(p.c.RemoteAddr()))
+			}
+			select {
+			case b, ok := <-feed: // a chunk taken from the client already
+				if ok {
+					lost += int64(len(b))
+				} else {
+					feed = nil
+				}
+			default:
+			}
+			if lost > 0 {
+				p.inputLost(lost)
+			} else {
+				p.c.End() // sends FIN once the output queued is sent
 			}
 		}
-		if in == nil {
-			discarded += int64(len(b))
-		}
-		p.c.Resume()
 	}
-	if in != nil {
-		in.Close()
+}
+
+// inputLost resets the client, once, for n bytes it sent that the process,
+// which has exited, did not take.
+func (p *execConn) inputLost(n int64) {
+	if p.lost.Swap(true) {
+		return
 	}
-	if discarded > 0 {
-		p.s.log.Info("discarded client data after the process stopped reading", "remote", peer(p.c.RemoteAddr()), "bytes", discarded)
+	what := "the --exec process exited"
+	if p.shutdown.Load() {
+		what = "the --exec process was stopped"
 	}
+	p.s.reset(p.c, &inputLost{what: what, n: n, shutdown: p.shutdown.Load()})
 }
 
 // relayOutput sends the process's output to the connection until it ends,

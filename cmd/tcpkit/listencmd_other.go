@@ -15,3 +15,6 @@ func terminate(cmd *exec.Cmd) { cmd.Process.Signal(os.Interrupt) }
 
 // kill kills cmd's process.
 func kill(cmd *exec.Cmd) { cmd.Process.Kill() }
+
+// catchSIGPIPE does nothing where there is no SIGPIPE.
+func catchSIGPIPE() (restore func()) { return func() {} }
