@@ -494,12 +494,22 @@ func (c *Conn) SetTimeout(d time.Duration) {
 
 // SetNoDelay turns Nagle's algorithm off (true, the default unless
 // ConnConfig.Nagle is set) or on (false). It does nothing on a Unix socket.
-func (c *Conn) SetNoDelay(noDelay bool) error { return c.drv.setNoDelay(noDelay) }
+// Once the connection is closing it returns an error wrapping
+// net.ErrClosed, as SetKeepAlive and the other socket options do.
+func (c *Conn) SetNoDelay(noDelay bool) error {
+	if c.isClosing() {
+		return c.opError("set", net.ErrClosed)
+	}
+	return c.drv.setNoDelay(noDelay)
+}
 
 // SetKeepAlive turns TCP keep-alive on or off. A positive period sets both
 // the idle time before the first probe and the interval between probes. It
 // does nothing on a Unix socket.
 func (c *Conn) SetKeepAlive(enable bool, period time.Duration) error {
+	if c.isClosing() {
+		return c.opError("set", net.ErrClosed)
+	}
 	return c.drv.setKeepAlive(enable, period)
 }
 
@@ -606,8 +616,14 @@ func (c *Conn) shut(err error, reset bool) {
 	// socket once it sees closing, must find the reset asked for.
 	c.drv.close(reset)
 	c.mu.Unlock()
+	if h := shutHook.Load(); h != nil {
+		(*h)(c) // a test's: the event goroutine may see closing now
+	}
 	c.post(evWake)
 }
+
+// shutHook, if set by a test, runs in shut once closing is published.
+var shutHook atomic.Pointer[func(*Conn)]
 
 // post hands events to the event goroutine and wakes it.
 func (c *Conn) post(ev uint32) {

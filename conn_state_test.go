@@ -23,6 +23,8 @@ type fakeDriver struct {
 	full    bool // writes take nothing
 	timer   time.Time
 	wakes   int
+
+	closeWriteErr error // what closeWrite returns
 }
 
 func (d *fakeDriver) record(call string) {
@@ -64,7 +66,7 @@ func (d *fakeDriver) write(p []byte) (int, error) {
 }
 
 func (d *fakeDriver) startFlush()       { d.record("startFlush") }
-func (d *fakeDriver) closeWrite() error { d.record("closeWrite"); return nil }
+func (d *fakeDriver) closeWrite() error { d.record("closeWrite"); return d.closeWriteErr }
 func (d *fakeDriver) close(reset bool) error {
 	if reset {
 		d.record("close(reset)")
@@ -76,7 +78,7 @@ func (d *fakeDriver) close(reset bool) error {
 func (d *fakeDriver) quiesce()                               {}
 func (d *fakeDriver) addrs() (net.Addr, net.Addr)            { return fakeAddr, fakeAddr }
 func (d *fakeDriver) unread() int                            { return 0 }
-func (d *fakeDriver) soError() error                          { return nil }
+func (d *fakeDriver) soError() error                         { return nil }
 func (d *fakeDriver) control(func(fd uintptr)) error         { return errors.New("no socket") }
 func (d *fakeDriver) setNoDelay(bool) error                  { return nil }
 func (d *fakeDriver) setKeepAlive(bool, time.Duration) error { return nil }

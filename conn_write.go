@@ -12,6 +12,9 @@ import (
 // little memory whatever its past bursts were.
 const maxSpare = 64 << 10
 
+// minSpare is the least room an emptied queue must have left to be kept.
+const minSpare = 512
+
 // tryWrite makes one non-blocking write of p and reports how much the
 // kernel took. A full socket buffer is not an error: it returns 0, nil.
 // Called with c.mu held and the queue empty.
@@ -159,7 +162,7 @@ func (c *Conn) flushNow(write func(p []byte) (int, error)) (done bool) {
 		if n > 0 {
 			c.bytesWritten.Add(int64(n))
 			c.touch()
-			c.wq = c.wq[:copy(c.wq, c.wq[n:])]
+			c.wq = c.wq[n:] // no compaction: append moves what is left when it must grow
 			c.sentLocked(n)
 			c.maybeDrainLocked()
 		}
@@ -177,8 +180,10 @@ func (c *Conn) flushNow(write func(p []byte) (int, error)) (done bool) {
 	default:
 		c.writing = false
 		done = true
-		if cap(c.wq) > maxSpare {
-			c.wq = nil // an idle connection keeps no large buffer
+		if cap(c.wq) > maxSpare || cap(c.wq) < minSpare {
+			c.wq = nil // an idle connection keeps no large buffer, nor a useless end of one
+		} else {
+			c.wq = c.wq[:0]
 		}
 		if c.ending && !c.finSent {
 			err = c.sendFINLocked()

@@ -24,11 +24,27 @@ var (
 func init() {
 	engines = append(engines, engine{name: "epoll", get: func() Engine { return testEpollEngine() },
 		apply: func(s *Server) { s.Engine = testEpollEngine() }})
+	soloEngines = append(soloEngines, newSoloEpoll)
 	afterTests = append(afterTests, func() {
 		if testEpoll != nil {
 			testEpoll.Close()
 		}
 	})
+}
+
+// newSoloEpoll makes an epoll engine with one loop for t, closed (within a
+// bound) when t ends.
+func newSoloEpoll(t *testing.T) engine {
+	e, err := NewEpollEngine(EpollConfig{Loops: 1, Logger: failOnPanicLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		go func() { e.Close(); close(done) }()
+		waitFor(t, done, 10*time.Second, "EpollEngine.Close")
+	})
+	return engine{name: "epoll", get: func() Engine { return e }, apply: func(s *Server) { s.Engine = e }}
 }
 
 func testEpollEngine() *EpollEngine {

@@ -116,6 +116,7 @@ func (l *epollLoop) run() {
 				d.c.resetWith(errEngineClosed) // the peer is told it was cut off
 			}
 		}
+		clear(inbox) // the array keeps no closed connection reachable
 		if len(l.due) > 0 {
 			start := monotime()
 			for i, d := range l.due {
@@ -256,4 +257,3 @@ func (l *epollLoop) release(d *epollDriver) {
 	}
 	d.closeFd()
 }
-

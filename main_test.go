@@ -246,3 +246,20 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, d time.Duration, what string) {
 	go func() { wg.Wait(); close(done) }()
 	waitFor(t, done, d, what)
 }
+
+// soloEngines make, for one test, an engine whose connections all share
+// one event goroutine where the engine has such a thing: the epoll engine
+// with one loop (engine_epoll_linux_test.go adds it), closed when the test
+// ends. Tests that one connection cannot hold up another use them.
+var soloEngines = []func(t *testing.T) engine{
+	func(*testing.T) engine { return engines[0] },
+}
+
+// forEachSoloEngine runs f as a subtest on a solo engine of every kind.
+func forEachSoloEngine(t *testing.T, f func(t *testing.T, e engine)) {
+	t.Helper()
+	for i, mk := range soloEngines {
+		name := []string{"goroutine", "epoll"}[i]
+		t.Run(name, func(t *testing.T) { f(t, mk(t)) })
+	}
+}

@@ -30,16 +30,16 @@ type tlsLayer struct {
 	c  *Conn
 	tc *tls.Conn
 
-	mu          sync.Mutex
-	cond        sync.Cond
-	in          []byte // ciphertext read from the socket, not yet taken by tc: in[off:]
-	off         int
-	cur         []byte // after the handshake: the engine's read, taken in place while decrypt runs
-	inEnd       error  // the socket's end (io.EOF) or failure, after in
-	blocking    bool   // the handshake is running: Read waits for input
-	aborted     bool   // the connection is closing: Read fails
-	result      error  // the handshake's outcome, once done is set; guarded by mu
-	done        bool
+	mu       sync.Mutex
+	cond     sync.Cond
+	in       []byte // ciphertext read from the socket, not yet taken by tc: in[off:]
+	off      int
+	cur      []byte // after the handshake: the engine's read, taken in place while decrypt runs
+	inEnd    error  // the socket's end (io.EOF) or failure, after in
+	blocking bool   // the handshake is running: Read waits for input
+	aborted  bool   // the connection is closing: Read fails
+	result   error  // the handshake's outcome, once done is set; guarded by mu
+	done     bool
 
 	// Plaintext decrypted and not yet delivered, in a pooled buffer; more
 	// says tc may hold more than the buffer took.
