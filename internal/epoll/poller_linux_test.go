@@ -1,6 +1,7 @@
 package epoll
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -159,5 +160,51 @@ func TestTimeoutAndErrors(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// After Close, the Poller's descriptor numbers may belong to new sockets:
+// Wake writes nothing to them (it wrote the eventfd's 8-byte counter to
+// whatever had the eventfd's number, and a peer once received it over
+// TCP), and Add and Delete report ErrClosed rather than act on them.
+func TestPollerAfterClose(t *testing.T) {
+	p, err := New(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wakefd, epfd := p.wakefd, p.epfd
+	p.Close()
+	// The lowest free numbers go to the next descriptors: very likely the
+	// Poller's own, now free. Make sure one of the pair has wakefd's.
+	var a, b int
+	for range 8 {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+		if fds[0] == wakefd || fds[1] == wakefd {
+			a, b = fds[0], fds[1]
+			if fds[1] == wakefd {
+				a, b = b, a
+			}
+			break
+		}
+	}
+	if a != wakefd {
+		t.Fatalf("no new descriptor took the closed eventfd's number %d", wakefd)
+	}
+	if err := p.Wake(); err != nil {
+		t.Errorf("Wake after Close: %v", err)
+	}
+	buf := make([]byte, 16)
+	if n, err := unix.Read(b, buf); n > 0 || err != unix.EAGAIN {
+		t.Errorf("Wake after Close wrote %d bytes to the socket that now has the eventfd's number", n)
+	}
+	if err := p.Add(a, 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("Add after Close: %v, want ErrClosed", err)
+	}
+	if err := p.Delete(epfd); !errors.Is(err, ErrClosed) {
+		t.Errorf("Delete after Close: %v, want ErrClosed", err)
 	}
 }
