@@ -288,7 +288,7 @@ func (c *Conn) writeRaw(p []byte) (n int, over bool, drains uint64, err error) {
 	over, drains = c.overHigh, c.drainGen
 	c.mu.Unlock()
 	if err != nil {
-		c.closeWith(err)
+		c.fail(err) // the write failed, or the queue would pass MaxBuffered: bytes are lost
 		return n, false, drains, err
 	}
 	return len(p), over, drains, nil
@@ -318,7 +318,7 @@ func (c *Conn) end(cause error) error {
 	err := c.endLocked(cause)
 	c.mu.Unlock()
 	if err != nil {
-		c.closeWith(err)
+		c.fail(err)
 	}
 	return err
 }
@@ -368,7 +368,7 @@ func (c *Conn) endIfIdle(idle time.Duration) {
 	}
 	c.mu.Unlock()
 	if err != nil {
-		c.closeWith(err)
+		c.fail(err)
 	}
 }
 
@@ -598,6 +598,13 @@ func (c *Conn) writableLocked() error {
 // closeWith starts closing the connection with err as the close error,
 // unless it is already closing. It is safe from any goroutine.
 func (c *Conn) closeWith(err error) { c.shut(err, false) }
+
+// fail is closeWith with an RST, for a failure that ends the connection
+// from within tcpkit (a read or write that failed, a queue past
+// MaxBuffered, a panic in a callback): bytes on their way in either
+// direction are lost, and the peer must learn that it was cut off rather
+// than see an orderly end.
+func (c *Conn) fail(err error) { c.shut(err, true) }
 
 // shut is closeWith, with an RST if reset is set.
 func (c *Conn) shut(err error, reset bool) {

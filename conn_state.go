@@ -39,7 +39,7 @@ func (c *Conn) recoverPanic() {
 		pe := &PanicError{Value: r, Stack: debug.Stack()}
 		c.logger().Error("tcpkit: panic in connection callback", "remote", c.RemoteAddr().String(),
 			"panic", r, "stack", string(pe.Stack))
-		c.closeWith(pe)
+		c.fail(pe)
 	}
 }
 
@@ -145,7 +145,7 @@ func (c *Conn) onRead(p []byte, err error) {
 	case err == io.EOF:
 		c.rs.eof = true
 	default:
-		c.closeWith(err) // a no-op if the error comes from our own Close
+		c.fail(err) // a no-op if the error comes from our own Close
 	}
 }
 
@@ -174,7 +174,7 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 		since, timeout = max(last, c.timeoutSet.Load()), c.timeout.Load()
 	}
 	if idle > 0 && now-last >= idle {
-		c.closeWith(ErrIdleTimeout)
+		c.shut(ErrIdleTimeout, c.Buffered() > 0) // a reset if what was queued for the peer is lost
 		return time.Time{}
 	}
 	if endBy != 0 && now >= endBy {

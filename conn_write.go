@@ -93,7 +93,7 @@ func (c *Conn) writeLoop(write func(p []byte) (int, error)) {
 	c.writing = false
 	c.mu.Unlock()
 	if err != nil {
-		c.closeWith(err)
+		c.fail(err)
 	}
 }
 
@@ -191,7 +191,7 @@ func (c *Conn) flushNow(write func(p []byte) (int, error)) (done bool) {
 	}
 	c.mu.Unlock()
 	if err != nil {
-		c.closeWith(err)
+		c.fail(err)
 	}
 	return done
 }

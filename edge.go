@@ -180,7 +180,7 @@ func (c *Conn) edgeRead(p []byte, err error) {
 			c.failEdge(err)
 			return
 		}
-		c.closeWith(err)
+		c.fail(err)
 		return
 	}
 	switch e.stage {
@@ -253,7 +253,7 @@ func (c *Conn) decryptInput() {
 		c.rs.eof = true
 		c.edge.tls.more = false
 	case err != nil:
-		c.closeWith(err)
+		c.fail(err)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tcpkit/tcpkit/internal/fault"
 )
 
 // goroutineDriver is the goroutine engine: each connection has an event
@@ -163,7 +165,15 @@ func (d *goroutineDriver) read(size int) (int, error) {
 func (d *goroutineDriver) readSyscall(fd uintptr) bool {
 	d.takeBuf(d.rsize)
 	for {
-		n, err := rawRead(fd, *d.buf)
+		var n int
+		var err error
+		if f, ok := fault.At(fault.Read, int(fd)); ok && f.Errno != 0 {
+			err = f.Errno
+		} else if ok && f.Limit > 0 && f.Limit < len(*d.buf) {
+			n, err = rawRead(fd, (*d.buf)[:f.Limit])
+		} else {
+			n, err = rawRead(fd, *d.buf)
+		}
 		switch err {
 		case syscall.EINTR:
 			continue
@@ -301,7 +311,15 @@ func (d *goroutineDriver) rawWrite(p []byte, wait bool) (int, error) {
 // writable.
 func (d *goroutineDriver) writeSyscall(fd uintptr) bool {
 	for {
-		n, err := rawWrite(fd, d.wp)
+		var n int
+		var err error
+		if f, ok := fault.At(fault.Write, int(fd)); ok && f.Errno != 0 {
+			err = f.Errno
+		} else if ok && f.Limit > 0 && f.Limit < len(d.wp) {
+			n, err = rawWrite(fd, d.wp[:f.Limit])
+		} else {
+			n, err = rawWrite(fd, d.wp)
+		}
 		if err != syscall.EINTR {
 			d.wn, d.werr = max(n, 0), err
 			return !d.wwait || err != syscall.EAGAIN
@@ -313,6 +331,9 @@ func (d *goroutineDriver) closeWrite() error {
 	cw, ok := d.nc.(interface{ CloseWrite() error })
 	if !ok {
 		return nil
+	}
+	if f, ok := fault.At(fault.Shutdown, -1); ok && f.Errno != 0 {
+		return d.c.opError("shutdown", os.NewSyscallError("shutdown", f.Errno))
 	}
 	return cw.CloseWrite()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/tcpkit/tcpkit/internal/fault"
 	"golang.org/x/sys/unix"
 )
 
@@ -101,7 +102,7 @@ func (d *epollDriver) stepOnce() (done, more bool) {
 		d.l.tokens++
 		d.token = d.l.tokens
 		if err := l.p.Add(d.fd, d.token); err != nil {
-			c.closeWith(err)
+			c.fail(err)
 		} else {
 			d.registered = true
 			l.conns[d.token] = d
@@ -157,7 +158,16 @@ func (d *epollDriver) stepOnce() (done, more bool) {
 			return true, true // the turn's share read: the rest next turn
 		}
 		buf := l.buf[:min(len(l.buf), c.cfg.ReadBufferSize)]
-		n, err := loopRead(d.fd, buf)
+		var n int
+		var err error
+		if f, ok := fault.At(fault.Read, d.fd); ok && f.Errno != 0 {
+			err = f.Errno
+		} else {
+			if ok && f.Limit > 0 && f.Limit < len(buf) {
+				buf = buf[:f.Limit] // a smaller read, not a claim that the socket is drained
+			}
+			n, err = loopRead(d.fd, buf)
+		}
 		l.turnReads++
 		switch {
 		case err == unix.EINTR:
@@ -242,7 +252,15 @@ func (d *epollDriver) setTimer(deadline time.Time) {
 
 func (d *epollDriver) write(p []byte) (int, error) {
 	for {
-		n, err := loopWrite(d.fd, p)
+		var n int
+		var err error
+		if f, ok := fault.At(fault.Write, d.fd); ok && f.Errno != 0 {
+			err = f.Errno
+		} else if ok && f.Limit > 0 && f.Limit < len(p) {
+			n, err = loopWrite(d.fd, p[:f.Limit])
+		} else {
+			n, err = loopWrite(d.fd, p)
+		}
 		switch err {
 		case nil:
 			return n, nil
@@ -275,7 +293,13 @@ func (d *epollDriver) startFlush() {
 }
 
 func (d *epollDriver) closeWrite() error {
-	if err := unix.Shutdown(d.fd, unix.SHUT_WR); err != nil {
+	err := error(nil)
+	if f, ok := fault.At(fault.Shutdown, d.fd); ok && f.Errno != 0 {
+		err = f.Errno
+	} else {
+		err = unix.Shutdown(d.fd, unix.SHUT_WR)
+	}
+	if err != nil {
 		return d.c.opError("shutdown", os.NewSyscallError("shutdown", err))
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/tcpkit/tcpkit/internal/fault"
 	"golang.org/x/sys/unix"
 )
 
@@ -176,7 +177,13 @@ func (l *epollListener) isClosed() bool {
 }
 
 // acceptOn accepts from the listening socket s, for accept's Control call.
-func (l *epollListener) acceptOn(s uintptr) { l.gotFd, l.gotErr = accept4(int(s), &l.rsa) }
+func (l *epollListener) acceptOn(s uintptr) {
+	if f, ok := fault.At(fault.Accept, int(s)); ok && f.Errno != 0 {
+		l.gotFd, l.gotErr = -1, f.Errno
+		return
+	}
+	l.gotFd, l.gotErr = accept4(int(s), &l.rsa)
+}
 
 // accept4 accepts from the non-blocking listening socket s into rsa. It
 // retries on EINTR, and on ECONNABORTED (a connection reset while it

@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tcpkit/tcpkit/internal/fault"
 )
 
 // A Server accepts connections and runs a Handler for each, as Node's
@@ -126,9 +129,10 @@ type Server struct {
 
 	// OnError is called with errors that do not end Serve: the first of a
 	// run of temporary accept errors (EMFILE, ENFILE, ECONNABORTED,
-	// ENOBUFS, ENOMEM, EINTR, EPROTO, EPERM or a timeout), during which
-	// the server backs off (5ms doubling to 1s) and retries. If nil, they
-	// are logged to Logger.
+	// ENOBUFS, ENOMEM, EINTR, EPROTO, EPERM, a timeout, or a network error
+	// such as ENETUNREACH passed on from a connection that failed in the
+	// queue), during which the server backs off (5ms doubling to 1s) and
+	// retries. If nil, they are logged to Logger.
 	OnError func(err error)
 
 	// OnDrop is called, on the accepting goroutine, for each connection
@@ -299,7 +303,13 @@ func (s *Server) Serve(ln net.Listener) error {
 
 	var backoff time.Duration
 	for {
-		nc, err := ln.Accept()
+		var nc net.Conn
+		var err error
+		if f, ok := fault.At(fault.Accept, -1); ok && f.Errno != 0 {
+			err = &net.OpError{Op: "accept", Net: ln.Addr().Network(), Addr: ln.Addr(), Err: os.NewSyscallError("accept", f.Errno)}
+		} else {
+			nc, err = ln.Accept()
+		}
 		if err != nil {
 			if s.isClosing() {
 				return ErrServerClosed
@@ -573,11 +583,22 @@ func (s *Server) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// temporaryAcceptErrors are the accept errors Serve backs off from and
+// retries: the descriptor and memory limits, a connection that went away
+// while it waited in the queue, an interrupted call, a firewall's refusal
+// (EPERM), and the network errors that Linux's accept(2) passes on from a
+// connection that failed before it was accepted, which its manual says to
+// treat as EAGAIN (as EAGAIN itself: Go's Accept waits it out, but a
+// listener of another kind may return it).
+var temporaryAcceptErrors = []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ECONNABORTED,
+	syscall.ENOBUFS, syscall.ENOMEM, syscall.EINTR, syscall.EPROTO, syscall.EPERM, syscall.EAGAIN,
+	syscall.ECONNRESET, syscall.ENETDOWN, syscall.ENOPROTOOPT, syscall.EHOSTDOWN, syscall.EHOSTUNREACH,
+	syscall.EOPNOTSUPP, syscall.ENETUNREACH}
+
 // isTemporaryAccept reports whether an Accept error is one to back off from
 // and retry, rather than one that ends Serve.
 func isTemporaryAccept(err error) bool {
-	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ECONNABORTED,
-		syscall.ENOBUFS, syscall.ENOMEM, syscall.EINTR, syscall.EPROTO, syscall.EPERM} {
+	for _, errno := range temporaryAcceptErrors {
 		if errors.Is(err, errno) {
 			return true
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/tcpkit/tcpkit/internal/fault"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,7 +98,13 @@ func (p *Poller) ctl(op, fd int, events uint32, token uint64) error {
 		return ErrClosed
 	}
 	ev := unix.EpollEvent{Events: events, Fd: int32(uint32(token)), Pad: int32(uint32(token >> 32))}
-	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
+	err := error(nil)
+	if f, ok := fault.At(fault.EpollCtl, fd); ok && f.Errno != 0 {
+		err = f.Errno
+	} else {
+		err = unix.EpollCtl(p.epfd, op, fd, &ev)
+	}
+	if err != nil {
 		return os.NewSyscallError(fmt.Sprintf("epoll_ctl(%d)", op), err)
 	}
 	return nil
@@ -140,9 +147,12 @@ func (p *Poller) Wait(timeout time.Duration, ready func(token uint64, events uin
 	if timeout >= 0 {
 		msec = int((timeout + time.Millisecond - 1) / time.Millisecond)
 	}
-	if msec == 0 {
+	switch f, ok := fault.At(fault.EpollWait, p.epfd); {
+	case ok && f.Errno != 0:
+		err = f.Errno
+	case msec == 0:
 		n, err = p.poll()
-	} else {
+	default:
 		n, err = unix.EpollWait(p.epfd, p.events, msec)
 	}
 	if err != nil {
