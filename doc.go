@@ -76,6 +76,12 @@
 //     cause otherwise: a reset by the peer, a failed write, ErrSlowConsumer,
 //     ErrIdleTimeout, a *PanicError, or ErrServerClosed. After it, [Conn.Done]
 //     is closed and [Conn.Err] returns the same err.
+//   - A connection that tcpkit itself fails (a read or write error,
+//     ErrSlowConsumer, a panic in a callback, ErrIdleTimeout with bytes
+//     still queued) ends with a TCP reset, not a FIN: its peer learns that
+//     it was cut off rather than seeing an orderly end. A reset the peer
+//     sends after its own FIN, while the connection is half-open, is
+//     reported too (the close error is ECONNRESET).
 //
 // Listeners of one event run in the order they were added. A listener added
 // from inside a callback takes effect from the next event on.
@@ -129,8 +135,14 @@
 //     shared by its connections (under 2 KiB per idle connection). A
 //     callback that blocks holds up its whole loop; one that holds it longer
 //     than EpollConfig.BlockingThreshold (100ms) is logged once per
-//     connection and counted ([EpollEngine.SlowCallbacks]). It needs
-//     listeners and connections with file descriptors: serving a
+//     connection and counted ([EpollEngine.SlowCallbacks]). A peer cannot
+//     hold up a loop: in each turn of the loop a connection gets at most
+//     one read buffer of input (8 reads at most), 1 MiB of output and 16
+//     rounds of posted events; one with more to do goes on in the next
+//     turn, after the loop's other ready connections and its timers. Nor
+//     can a TLS handshake: it runs on a goroutine of its own, whose
+//     tls.Config callbacks may take their time, and no loop waits for it.
+//     It needs listeners and connections with file descriptors: serving a
 //     net.Listener without one is an error, not a quiet fallback.
 //
 // Pick the goroutine engine for handlers that call blocking code, and the
@@ -163,6 +175,10 @@
 // The slice p passed to OnData is valid only until the listener returns:
 // the connection reuses it for the next read. Copy what you keep (append
 // does), and never hand p itself to another goroutine.
+//
+// TCP urgent data (a byte sent with MSG_OOB) is not part of the stream, as
+// with Go's net and Node: the bytes before and after it are delivered, on
+// either engine, and the urgent byte itself is not.
 //
 // # Backpressure
 //
