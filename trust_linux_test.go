@@ -55,7 +55,16 @@ func TestSlowTLSCallbackDoesNotHoldTheLoop(t *testing.T) {
 		go tls.Client(slow, slowCfg).Handshake() // fails once slow is reset below
 		waitFor(t, inCallback, 5*time.Second, "GetCertificate")
 		resetConn(slow) // the server's read fails: the connection closes in its handshake
-		time.Sleep(50 * time.Millisecond)
+		// It closes at once, while the callback still runs: no event
+		// goroutine waits for the handshake goroutine.
+		reset := time.Now()
+		for s.NumConns() > 1 && time.Since(reset) < time.Second {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := s.NumConns(); n > 1 {
+			t.Errorf("%v after its reset, a connection in a slow GetCertificate is still open: its event goroutine waits for the callback",
+				time.Since(reset).Round(time.Millisecond))
+		}
 
 		start := time.Now()
 		fast.SetDeadline(time.Now().Add(5 * time.Second))
@@ -137,6 +146,7 @@ func TestEpollTurnsAreShared(t *testing.T) {
 		conns := make(chan *Conn, 2)
 		accepted := 0
 		var firstConn *Conn
+		ended := make(chan struct{}, 2)
 		s := &Server{ConnConfig: ConnConfig{PauseOnConnect: true}, Logger: failOnPanicLogger(t), Handler: func(c *Conn) {
 			id := accepted // the loop's goroutine: no lock needed
 			accepted++
@@ -162,6 +172,7 @@ func TestEpollTurnsAreShared(t *testing.T) {
 				sizes = append(sizes, len(p))
 				mu.Unlock()
 			})
+			c.OnEnd(func() { ended <- struct{}{} })
 			conns <- c
 		}}
 		addr := startServer(t, e, s, "127.0.0.1:0")
@@ -176,8 +187,17 @@ func TestEpollTurnsAreShared(t *testing.T) {
 		waitFor(t, conns, 5*time.Second, "first")
 		waitFor(t, conns, 5*time.Second, "second")
 		waitGroup(t, &wg, 20*time.Second, "the senders")
+		waitFor(t, ended, 20*time.Second, "the first connection's end")
+		waitFor(t, ended, 20*time.Second, "the second connection's end")
 		mu.Lock()
 		defer mu.Unlock()
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		if total != 2*each {
+			t.Fatalf("%d bytes delivered, want %d", total, 2*each)
+		}
 		// Before the other connection's first delivery, one connection had
 		// at most a turn's share: a read buffer, DefaultReadBufferSize.
 		first, run := order[0], 0

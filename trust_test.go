@@ -351,8 +351,10 @@ func TestTLSStateDuringHandshakeIsNil(t *testing.T) {
 		nc := dialRaw(t, ln.Addr().String())
 		deadline := time.Now().Add(5 * time.Second)
 		for conn.Load() == nil && time.Now().Before(deadline) {
-			for _, c := range s.openConns() {
-				conn.Store(c)
+			if s.NumConns() > 0 { // s.init has run (its sync.Once): s.conns may be read
+				for _, c := range s.openConns() {
+					conn.Store(c)
+				}
 			}
 			time.Sleep(time.Millisecond)
 		}
