@@ -206,6 +206,13 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	return epoch.Add(time.Duration(next))
 }
 
+// sentFIN reports whether our FIN has gone out.
+func (c *Conn) sentFIN() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.finSent
+}
+
 func (c *Conn) isClosing() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -134,7 +134,7 @@ const (
 	// actWatch is actWait once the peer has ended, but for one thing: a
 	// reset the socket gets from then on must still be reported, with
 	// c.onRead(nil, err). After the peer's FIN a read returns 0 whatever
-	// follows, so the engine looks at the socket's pending error
-	// (soError) when it becomes ready again.
+	// follows, so the engine looks at the socket's state (resetAfterEnd)
+	// when it becomes ready again, unless our own FIN has gone out.
 	actWatch
 )

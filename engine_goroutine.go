@@ -195,7 +195,11 @@ func (d *goroutineDriver) readSyscall(fd uintptr) bool {
 func (d *goroutineDriver) watch() error {
 	var serr error
 	err := d.raw.Read(func(fd uintptr) bool {
-		serr = soError(int(fd))
+		serr = resetAfterEnd(int(fd))
+		if serr != nil && d.c.sentFIN() {
+			serr = nil // closed by our own FIN, acknowledged: step closes it cleanly
+			return true
+		}
 		return serr != nil // else wait for the socket's next event
 	})
 	switch {

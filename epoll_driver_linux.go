@@ -138,15 +138,15 @@ func (d *epollDriver) stepOnce() (done, more bool) {
 			d.keepHeld()
 			return true, more
 		case actWatch:
-			// The peer has ended. A reset after that is seen only in
-			// SO_ERROR (a read returns 0 still), so look there when the
-			// socket says something has happened.
+			// The peer has ended. A reset after that is seen only in the
+			// socket's state (a read returns 0 still), so look there when
+			// the socket says something has happened.
 			d.keepHeld()
 			if !d.readable {
 				return true, more
 			}
 			d.readable = false
-			if err := d.soError(); err != nil {
+			if err := d.resetAfterEnd(); err != nil && !c.sentFIN() {
 				c.onRead(nil, c.opError("read", os.NewSyscallError("read", err)))
 			}
 			continue
@@ -363,6 +363,15 @@ func (d *epollDriver) soError() error {
 	}
 	defer d.doneFd()
 	return soError(d.fd)
+}
+
+// resetAfterEnd is resetAfterEnd on d's socket.
+func (d *epollDriver) resetAfterEnd() error {
+	if !d.useFd() {
+		return nil
+	}
+	defer d.doneFd()
+	return resetAfterEnd(d.fd)
 }
 
 func (d *epollDriver) control(f func(fd uintptr)) error {
