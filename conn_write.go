@@ -12,9 +12,6 @@ import (
 // little memory whatever its past bursts were.
 const maxSpare = 64 << 10
 
-// minSpare is the least room an emptied queue must have left to be kept.
-const minSpare = 512
-
 // tryWrite makes one non-blocking write of p and reports how much the
 // kernel took. A full socket buffer is not an error: it returns 0, nil.
 // Called with c.mu held and the queue empty.
@@ -180,11 +177,9 @@ func (c *Conn) flushNow(write func(p []byte) (int, error)) (done bool) {
 	default:
 		c.writing = false
 		done = true
-		if cap(c.wq) > maxSpare || cap(c.wq) < minSpare {
-			c.wq = nil // an idle connection keeps no large buffer, nor a useless end of one
-		} else {
-			c.wq = c.wq[:0]
-		}
+		// Emptied by slicing forward, c.wq is the end of its buffer, and
+		// would keep the whole of it: let it go, however large it was.
+		c.wq = nil
 		if c.ending && !c.finSent {
 			err = c.sendFINLocked()
 		}

@@ -110,6 +110,10 @@ func (d *Dialer) Dial(ctx context.Context, addr string, h Handler) (*Conn, error
 			return nil, err
 		}
 	}
+	if lc, ok := d.Engine.(interface{ onLoop() bool }); ok && tlsCfg != nil && lc.onLoop() {
+		// Its handshake would need the loop this Dial holds up.
+		return nil, errors.New("tcpkit: a TLS Dial on the epoll engine, from one of its own callbacks, would wait for the loop it holds up: dial from another goroutine")
+	}
 	var header []byte
 	if d.ProxyHeader != nil {
 		if header, err = d.ProxyHeader.Format(); err != nil {

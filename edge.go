@@ -207,6 +207,11 @@ func (c *Conn) edgeRead(p []byte, err error) {
 		}
 	case stageTLS:
 		e.tls.input(p, err)
+		// The handshake may have finished on its goroutine since this
+		// stage last looked: input then took p in place, as after the
+		// handshake. p is the engine's to read into again (on epoll, the
+		// loop's buffer, shared): copy what is left of it.
+		e.tls.keep()
 		if err == io.EOF {
 			e.inEnded = true
 		}

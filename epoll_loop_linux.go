@@ -42,6 +42,8 @@ type epollLoop struct {
 	// maxTurnReads. Loop goroutine only.
 	turnReads, turnRead, turnWritten int
 
+	gid atomic.Uint64 // the loop goroutine's number (goroutineID)
+
 	mu      sync.Mutex // guards inbox, closing and dead
 	inbox   []*epollDriver
 	closing bool // Close was called: reset every connection, then stop
@@ -61,6 +63,7 @@ type epollLoop struct {
 func (l *epollLoop) run() {
 	defer l.e.wg.Done()
 	defer close(l.exited)
+	l.gid.Store(goroutineID())
 	var inbox []*epollDriver
 	busy := false // the last wait found work
 	for {

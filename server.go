@@ -495,7 +495,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		select {
 		case <-s.done:
-			s.handlers.Wait()
+			// Every connection has closed; a TLS handshake goroutine may
+			// still be in a slow tls.Config callback. Wait for it as long
+			// as ctx allows.
+			if !waitGroupOr(&s.handlers, ctx.Done()) {
+				waitGroupOr(&s.handlers, time.After(time.Second))
+				s.logger().Error("tcpkit: Shutdown: a TLS handshake's tls.Config callback still running after the connections closed")
+				return ctx.Err()
+			}
 			return err
 		case <-ctx.Done():
 			for _, c := range s.openConns() {
@@ -522,6 +529,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 			t.Reset(interval)
 		}
+	}
+}
+
+// waitGroupOr waits for wg, or until stop; it reports whether wg is done.
+func waitGroupOr[T any](wg *sync.WaitGroup, stop <-chan T) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-stop:
+		return false
 	}
 }
 
