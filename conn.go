@@ -421,7 +421,7 @@ func (c *Conn) EndWithError(err error, timeout time.Duration) {
 	}
 	if c.endErr == nil {
 		c.endErr = err
-		c.endBy.Store(int64(monotime() + timeout))
+		c.endBy.Store(addSat(int64(monotime()), int64(timeout)))
 	}
 	c.discard = true
 	c.mu.Unlock()

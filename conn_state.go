@@ -187,12 +187,12 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 	next := int64(math.MaxInt64)
 	switch {
 	case timeout > 0 && *fired != since:
-		next = since + timeout
+		next = addSat(since, timeout)
 	case timeout > 0:
-		next = now + timeout // look again then: traffic starts a new period
+		next = addSat(now, timeout) // look again then: traffic starts a new period
 	}
 	if idle > 0 {
-		next = min(next, last+idle)
+		next = min(next, addSat(last, idle))
 	}
 	if endBy != 0 {
 		next = min(next, endBy)
@@ -211,6 +211,16 @@ func (c *Conn) sentFIN() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.finSent
+}
+
+// addSat returns a + b for times and durations, as monotime counts them,
+// saturating rather than overflowing: a timeout of math.MaxInt64 means
+// never, not a deadline in the past.
+func addSat(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 func (c *Conn) isClosing() bool {

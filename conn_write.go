@@ -133,6 +133,9 @@ func (c *Conn) sendFINLocked() error {
 	c.post(evWake)
 	err := c.drv.closeWrite()
 	if errors.Is(err, syscall.ENOTCONN) {
+		if !c.resetIsNews() {
+			return nil // TLS's goodbye answered with a reset: nothing lost
+		}
 		// The socket is no longer connected: the peer reset it, so what
 		// was sent last may never have arrived. That is no clean end:
 		// report the reset, which the socket's pending error names.

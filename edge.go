@@ -108,7 +108,7 @@ func (c *Conn) beginEdge(h Handler) {
 			c.failEdge(errUntrustedProxy)
 			return
 		}
-		e.deadline = monotime() + e.proxyTimeout
+		e.deadline = time.Duration(addSat(int64(monotime()), int64(e.proxyTimeout)))
 		return
 	}
 	c.beginTLS(nil)
@@ -118,7 +118,7 @@ func (c *Conn) beginEdge(h Handler) {
 func (c *Conn) beginTLS(in []byte) {
 	e := c.edge
 	e.stage, e.expired = stageTLS, false
-	e.deadline = monotime() + e.handshakeTimeout
+	e.deadline = time.Duration(addSat(int64(monotime()), int64(e.handshakeTimeout)))
 	e.tls.input(in, nil)
 	e.tls.startHandshake()
 	c.rs.rearm = true // a new deadline
@@ -257,9 +257,19 @@ func (c *Conn) decryptInput() {
 	case err == io.EOF:
 		c.rs.eof = true
 		c.edge.tls.more = false
+		c.edge.tls.peerClosed.Store(true)
 	case err != nil:
 		c.fail(err)
 	}
+}
+
+// resetIsNews reports whether a reset that comes after the peer's end
+// means something was lost. Not after a TLS peer's close_notify: a TLS
+// client closes its socket right after it, and its kernel answers our own
+// close_notify with a reset.
+func (c *Conn) resetIsNews() bool {
+	e := c.edge
+	return e == nil || e.tls == nil || !e.tls.peerClosed.Load()
 }
 
 // proxyDone takes the PROXY header (nil for none) and the bytes after it,

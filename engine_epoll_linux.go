@@ -59,6 +59,8 @@ type EpollEngine struct {
 	wg    sync.WaitGroup
 	once  sync.Once
 
+	pollersOnce sync.Once
+
 	closed chan struct{} // closed by Close: listeners stop accepting
 	lnMu   sync.Mutex
 	lns    map[uint64]*epollListener // by token
@@ -114,7 +116,7 @@ func (e *EpollEngine) Close() error {
 	if e.closed == nil {
 		return nil // a zero EpollEngine: nothing was started
 	}
-	e.once.Do(func() {
+	e.once.Do(func() { // quick: nothing in it waits
 		close(e.closed)
 		for _, l := range e.loops {
 			l.mu.Lock()
@@ -122,19 +124,23 @@ func (e *EpollEngine) Close() error {
 			l.mu.Unlock()
 			l.p.Wake()
 		}
-		finish := func() {
-			e.wg.Wait()
-			for _, l := range e.loops {
-				l.p.Close()
-			}
-		}
-		if e.onLoop() {
-			go finish()
-			return
-		}
-		finish()
 	})
+	if e.onLoop() {
+		go e.finish() // the loop this runs on stops once the callback returns
+		return nil
+	}
+	e.finish()
 	return nil
+}
+
+// finish waits for the loops to stop, then releases their pollers.
+func (e *EpollEngine) finish() {
+	e.wg.Wait()
+	e.pollersOnce.Do(func() {
+		for _, l := range e.loops {
+			l.p.Close()
+		}
+	})
 }
 
 // onLoop reports whether the calling goroutine is one of e's loops: a

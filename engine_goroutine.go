@@ -196,9 +196,12 @@ func (d *goroutineDriver) watch() error {
 	var serr error
 	err := d.raw.Read(func(fd uintptr) bool {
 		serr = resetAfterEnd(int(fd))
-		if serr != nil && d.c.sentFIN() {
+		switch {
+		case serr != nil && d.c.sentFIN():
 			serr = nil // closed by our own FIN, acknowledged: step closes it cleanly
 			return true
+		case serr != nil && !d.c.resetIsNews():
+			serr = nil // a reset that loses nothing: wait on
 		}
 		return serr != nil // else wait for the socket's next event
 	})

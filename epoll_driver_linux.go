@@ -146,7 +146,7 @@ func (d *epollDriver) stepOnce() (done, more bool) {
 				return true, more
 			}
 			d.readable = false
-			if err := d.resetAfterEnd(); err != nil && !c.sentFIN() {
+			if err := d.resetAfterEnd(); err != nil && !c.sentFIN() && c.resetIsNews() {
 				c.onRead(nil, c.opError("read", os.NewSyscallError("read", err)))
 			}
 			continue
@@ -177,7 +177,8 @@ func (d *epollDriver) stepOnce() (done, more bool) {
 		case err != nil:
 			c.onRead(nil, c.opError("read", os.NewSyscallError("read", err)))
 		case n == 0:
-			d.readable = false
+			// readable stays set: the first actWatch looks at the socket's
+			// state once, for a reset whose edge came with the FIN's.
 			c.onRead(nil, io.EOF)
 		default:
 			l.turnRead += n

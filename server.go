@@ -472,9 +472,12 @@ func (s *Server) Close() error {
 //     error wrapping ErrWriteAfterEnd and ErrServerClosed, and Pipe resets
 //     the connection (see Pipe).
 //
-// Shutdown waits for the Serve loops, so it must not be called from a
-// Server callback (OnListening, OnError, OnDrop), which runs on a Serve
-// loop: call Close there, or go srv.Shutdown(ctx).
+// Shutdown waits for the Serve loops and for every connection to close, so
+// it must not be called from a callback: not from a Server's (OnListening,
+// OnError, OnDrop), which runs on a Serve loop, nor from a connection's
+// (a "quit" command's handler, say), which would wait for its own
+// connection, or on the epoll engine its whole loop. Call Close there, or
+// go srv.Shutdown(ctx).
 //
 // Shutdown returns nil once every connection has closed and every Serve
 // loop has returned. If ctx ends first, Shutdown resets the remaining
@@ -508,13 +511,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			for _, c := range s.openConns() {
 				c.resetWith(errShutdownCut)
 			}
+			// A second for their callbacks, and for TLS handshakes in
+			// tls.Config callbacks, to return.
+			grace := time.After(time.Second)
 			select {
 			case <-s.done:
-				s.handlers.Wait()
-			case <-time.After(time.Second):
-				s.logger().Error("tcpkit: Shutdown: connection callbacks still running a second after their connections were closed",
-					"conns", s.NumConns())
+				if waitGroupOr(&s.handlers, grace) {
+					return ctx.Err()
+				}
+			case <-grace:
 			}
+			s.logger().Error("tcpkit: Shutdown: callbacks still running a second after their connections were closed",
+				"conns", s.NumConns())
 			return ctx.Err()
 		case <-t.C:
 			for _, c := range s.openConns() {

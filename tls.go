@@ -30,6 +30,11 @@ type tlsLayer struct {
 	c  *Conn
 	tc *tls.Conn
 
+	// The handshake's context, cancelled by abort: tls.Config callbacks
+	// see it as ClientHelloInfo.Context (or CertificateRequestInfo's).
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	mu       sync.Mutex
 	cond     sync.Cond
 	in       []byte // ciphertext read from the socket, not yet taken by tc: in[off:]
@@ -40,6 +45,9 @@ type tlsLayer struct {
 	aborted  bool   // the connection is closing: Read fails
 	result   error  // the handshake's outcome, once done is set; guarded by mu
 	done     bool
+
+	// peerClosed is set once the peer's close_notify has been read.
+	peerClosed atomic.Bool
 
 	// Plaintext decrypted and not yet delivered, in a pooled buffer; more
 	// says tc may hold more than the buffer took.
@@ -89,6 +97,7 @@ func newTLSLayer(c *Conn, cfg *tls.Config, server bool) *tlsLayer {
 // (GetCertificate, VerifyPeerCertificate, ...) for as long as that takes.
 // A Server counts it among its goroutines, which Shutdown waits for.
 func (t *tlsLayer) startHandshake() {
+	t.ctx, t.cancel = context.WithCancel(context.Background())
 	srv := t.c.srv
 	if srv != nil {
 		srv.handlers.Add(1) // the connection's own count is held: not at zero
@@ -97,7 +106,8 @@ func (t *tlsLayer) startHandshake() {
 		if srv != nil {
 			defer srv.handlers.Done()
 		}
-		err := t.tc.HandshakeContext(context.Background())
+		err := t.tc.HandshakeContext(t.ctx) // ClientHelloInfo.Context: cancelled when the connection closes
+		t.cancel()
 		t.mu.Lock()
 		t.done, t.result, t.blocking = true, err, false
 		t.mu.Unlock()
@@ -162,6 +172,9 @@ func (t *tlsLayer) abort() {
 	t.aborted = true
 	t.mu.Unlock()
 	t.cond.Broadcast()
+	if t.cancel != nil {
+		t.cancel() // a callback that heeds its ClientHelloInfo's context gives up
+	}
 }
 
 // handshakeDone reports whether the handshake has finished successfully.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"strings"
@@ -233,4 +234,198 @@ func TestIdleConnectionKeepsNoBurstBuffer(t *testing.T) {
 		}
 	}
 	runtime.KeepAlive(clients)
+}
+
+// The peer sent data, FIN, then RST before the loop read the FIN (the
+// connection was paused): the read of the FIN cleared the readiness that
+// the RST's edge had brought with it, and the half-open connection stayed
+// open for ever, its reset unreported.
+func TestResetBeforeFINIsReadIsReported(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		closed := make(chan error, 1)
+		got := make(chan *Conn, 1)
+		s := &Server{ConnConfig: ConnConfig{AllowHalfOpen: true, PauseOnConnect: true}, Logger: discardLogger(),
+			Handler: func(c *Conn) {
+				c.OnData(func([]byte) {})
+				c.OnClose(func(err error) { closed <- err })
+				got <- c
+			}}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		nc := dialRaw(t, addr)
+		c := waitFor(t, got, 5*time.Second, "handler")
+		nc.Write([]byte("hello"))
+		nc.(*net.TCPConn).CloseWrite()
+		time.Sleep(20 * time.Millisecond)
+		resetConn(nc)
+		time.Sleep(50 * time.Millisecond)
+		c.Resume()
+		wantReset(t, "close error", waitFor(t, closed, 5*time.Second, "the close of a connection whose peer sent FIN, then RST"))
+	})
+}
+
+// EpollEngine.Close from an OnClose listener while another Close runs
+// (the first Close's last turn runs the listener) waited in sync.Once for
+// the first, which waited for this loop. And a Close after one made from a
+// callback returned before the loops had finished.
+func TestEpollCloseDuringCloseAndAfterCallbackClose(t *testing.T) {
+	e, err := NewEpollEngine(EpollConfig{Loops: 1, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := mustListen(t, "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+		}
+	}()
+	release := make(chan struct{})
+	slow, err := (&Dialer{Engine: e}).Dial(context.Background(), ln.Addr().String(), func(c *Conn) {
+		c.OnClose(func(error) {
+			e.Close() // from the loop, during the Close below
+			<-release
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan struct{})
+	go func() { e.Close(); close(returned) }()
+	select {
+	case <-returned:
+		t.Error("EpollEngine.Close returned while a close event still ran on its loop")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	waitFor(t, returned, 5*time.Second, "EpollEngine.Close")
+	select {
+	case <-slow.Done():
+	default:
+		t.Error("EpollEngine.Close returned before its connections' close events had run")
+	}
+}
+
+// A "no timeout" of math.MaxInt64 overflowed into a deadline in the past:
+// on the epoll engine the timer fired again and again, spinning the loop;
+// on the goroutine engine the read deadline was always past, and the
+// connection never read again; every TLS handshake failed at once.
+func TestHugeTimeoutsMeanNever(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		fired := make(chan struct{}, 1)
+		s := &Server{ConnConfig: ConnConfig{IdleTimeout: math.MaxInt64}, TLS: testServerTLS(),
+			HandshakeTimeout: math.MaxInt64, Logger: discardLogger(), Handler: func(c *Conn) {
+				c.SetTimeout(math.MaxInt64)
+				c.OnTimeout(func() {
+					select {
+					case fired <- struct{}{}:
+					default:
+					}
+				})
+				Pipe(c, c)
+			}}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		tc := tls.Client(dialRaw(t, addr), testClientTLS())
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("handshake with HandshakeTimeout math.MaxInt64: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		tc.Write([]byte("ping"))
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(tc, buf); err != nil || string(buf) != "ping" {
+			t.Errorf("echo with timeouts of math.MaxInt64: %q, %v", buf, err)
+		}
+		select {
+		case <-fired:
+			t.Error("OnTimeout fired for a timeout of math.MaxInt64")
+		default:
+		}
+		tc.Close()
+	})
+}
+
+// A TLS client's usual goodbye (close_notify, then close its socket) made
+// its kernel answer our close_notify with a reset, and shutdown(2) then
+// failed with ENOTCONN: a clean close reported as ECONNRESET, at random.
+func TestCleanTLSCloseIsClean(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		const n = 20
+		errs := make(chan error, n)
+		s := &Server{TLS: testServerTLS(), Logger: discardLogger(), Handler: func(c *Conn) {
+			c.OnData(func(p []byte) { c.Write(p) })
+			c.OnClose(func(err error) { errs <- err })
+		}}
+		addr := startServer(t, e, s, "127.0.0.1:0")
+		for range n {
+			tc := tls.Client(dialRaw(t, addr), testClientTLS())
+			tc.Write([]byte("hi"))
+			if _, err := io.ReadFull(tc, make([]byte, 2)); err != nil {
+				t.Fatal(err)
+			}
+			tc.Close()
+		}
+		for range n {
+			if err := waitFor(t, errs, 5*time.Second, "a close"); err != nil {
+				t.Errorf("a clean TLS close ended with %v", err)
+			}
+		}
+	})
+}
+
+// When ctx ended first (the handshaking connection not idle yet), Shutdown
+// reset the connections and then waited, without bound, for a handshake
+// goroutine stuck in GetCertificate. And the handshake's context was never
+// cancelled: a GetCertificate that heeds ClientHelloInfo.Context was not
+// told that its connection had gone.
+func TestShutdownCtxPathAndHandshakeContext(t *testing.T) {
+	forEachSoloEngine(t, func(t *testing.T, e engine) {
+		for _, heeds := range []bool{false, true} {
+			release := make(chan struct{})
+			var once sync.Once
+			t.Cleanup(func() { once.Do(func() { close(release) }) })
+			entered := make(chan struct{}, 1)
+			left := make(chan struct{})
+			cfg := testServerTLS()
+			cert := testCert()
+			cfg.Certificates = nil
+			cfg.GetCertificate = func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				entered <- struct{}{}
+				defer close(left)
+				var cancelled <-chan struct{}
+				if heeds {
+					cancelled = hi.Context().Done()
+				}
+				select {
+				case <-release:
+				case <-cancelled:
+					return nil, hi.Context().Err()
+				}
+				return &cert, nil
+			}
+			s := &Server{TLS: cfg, ShutdownIdle: time.Minute, Logger: discardLogger()}
+			e.apply(s)
+			ln := mustListen(t, "127.0.0.1:0")
+			served := make(chan error, 1)
+			go func() { served <- s.Serve(ln) }()
+			nc := dialRaw(t, ln.Addr().String())
+			go tls.Client(nc, testClientTLS()).Handshake()
+			waitFor(t, entered, 5*time.Second, "GetCertificate")
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			done := make(chan error, 1)
+			go func() { done <- s.Shutdown(ctx) }()
+			if heeds {
+				waitFor(t, left, 3*time.Second, "GetCertificate, told by its context that the connection has gone")
+			}
+			if err := waitFor(t, done, 5*time.Second, "Shutdown with a 300ms context"); err != context.DeadlineExceeded {
+				t.Errorf("Shutdown: %v", err)
+			}
+			cancel()
+			once.Do(func() { close(release) })
+			waitFor(t, served, 5*time.Second, "Serve")
+			waitGroup(t, &s.handlers, 5*time.Second, "the handshake goroutine")
+		}
+	})
 }
