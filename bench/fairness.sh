@@ -25,6 +25,7 @@
 #   bash fairness.sh                     3 repetitions, both modes: about 8 minutes on a quiet machine
 #   bash fairness.sh --quick             1 repetition of 2 s phases: about 1.5 minutes
 #   bash fairness.sh --modes discard --servers tcpkit-epoll,gnet --floods 1 --duration 10s
+#   bash fairness.sh --modes echo --hog  a busy loop shares CPU 0 with the server: a contended server
 #   bash fairness.sh --worktree          build against the working tree, not a clean export of HEAD
 #   bash fairness.sh --rev 1a2b3c4       build against another revision
 #

@@ -35,6 +35,11 @@
 // and a server's run is made again (up to 3 times) when a phase saw more
 // than -max-others percent.
 //
+// With -hog, a busy loop at the default priority shares the server CPU in
+// every phase, the ping-pong alone included: a contended server, which the
+// flood can saturate. (The control's sink, under SCHED_IDLE, then gets no
+// CPU: its row means nothing there.)
+//
 // It prints a Markdown table, and writes it with every phase's raw figures
 // (results.json) to -out.
 //
@@ -91,15 +96,16 @@ type config struct {
 	floodIdle  bool
 	floodEcho  bool
 	quietWait  time.Duration
+	hog        bool
 	maxOthers  float64
 	grace      time.Duration
 	targetKept float64
 	targetP99  time.Duration
 }
 
-// floodPrefix returns the command that runs a flooder or the sink: chrt
-// --idle 0 (SCHED_IDLE: a task of any other policy that wakes on the CPU
-// preempts it at once), or the plain command.
+// floodPrefix returns the command that runs a flooder or the control's
+// sink: chrt --idle 0 (SCHED_IDLE: a task of any other policy that wakes
+// on the CPU preempts it at once), or a plain env.
 func (cfg *config) floodPrefix() []string {
 	if cfg.floodIdle {
 		return []string{"chrt", "--idle", "0"}
@@ -123,6 +129,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unmeasured time before each window (the flooders ramp up)")
 	fs.StringVar(&floods, "floods", "1,4", "flooder counts, one phase each, comma-separated")
 	fs.BoolVar(&cfg.floodEcho, "flood-echo", false, "the server echoes the floods too, and the flooders read the echo back (and discard it)")
+	fs.BoolVar(&cfg.hog, "hog", false, "in every phase, a busy loop at the default priority shares the server CPU (the server gets about half of it): a contended server; the control's sink, under SCHED_IDLE, then gets nothing")
+	var hogUntil int64
+	fs.Int64Var(&hogUntil, "hog-worker", 0, "(internal) spin until this time, Unix ns")
 	fs.IntVar(&cfg.floodSize, "flood-size", 256<<10, "bytes per write of a flooder")
 	fs.IntVar(&cfg.size, "size", 64, "ping-pong message size, 16 and up")
 	fs.IntVar(&cfg.reps, "reps", 3, "repetitions; the table gives medians (and the range of the kept fraction)")
@@ -143,6 +152,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if hogUntil != 0 {
+		spin(time.Unix(0, hogUntil))
+		return nil
 	}
 	if worker.addr != "" {
 		worker.size, worker.echo = cfg.floodSize, cfg.floodEcho
@@ -419,6 +432,19 @@ func runPhase(ctx context.Context, cfg *config, pid int, ours []int, addr, flood
 	}
 	results := make(chan floodResult, floods)
 	ours = append(slices.Clone(ours), os.Getpid())
+	if cfg.hog {
+		hog := exec.Command("taskset", "-c", strconv.Itoa(cfg.serverCPU), exe, "-hog-worker", strconv.FormatInt(stopAt.UnixNano(), 10))
+		if err := hog.Start(); err != nil {
+			return p, err
+		}
+		ours = append(ours, hog.Process.Pid) // taskset execs it
+		defer func() {
+			// Bounded: it spins until stopAt; past that and 5 s more, it is killed.
+			t := time.AfterFunc(time.Until(stopAt)+5*time.Second, func() { hog.Process.Kill() })
+			hog.Wait()
+			t.Stop()
+		}()
+	}
 	for range floods {
 		argv := append(cfg.floodPrefix(), exe, "-flood-worker", floodAddr, "-flood-size", strconv.Itoa(cfg.floodSize),
 			"-flood-echo="+strconv.FormatBool(cfg.floodEcho),
@@ -568,6 +594,19 @@ func pingPong(ctx context.Context, addr string, size int, from, until time.Time,
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// spin keeps a CPU busy until until: the -hog-worker role.
+func spin(until time.Time) {
+	x := uint64(1)
+	for time.Now().Before(until) {
+		for range 1 << 16 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	if x == 0 {
+		fmt.Println(x) // keeps the loop from being optimised away
+	}
 }
 
 // A floodWorker is the -flood-worker role: one flooding connection.

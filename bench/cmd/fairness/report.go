@@ -24,6 +24,9 @@ func writeSummary(w io.Writer, cfg *config, runs []serverRun) {
 	}
 	fmt.Fprintf(w, "- ping-pong: one connection, %d B messages, one in flight; flooders: one connection each, %s writes, %s\n", cfg.size, harness.Bytes(float64(cfg.floodSize)), served)
 	fmt.Fprintf(w, "- each phase: %v measured after %v; alone first, then beside each flooder count; %d repetition(s), medians\n", cfg.duration, cfg.warmup, cfg.reps)
+	if cfg.hog {
+		fmt.Fprintf(w, "- contended (-hog): in every phase, alone included, a busy loop at the default priority shares CPU %d with the server\n", cfg.serverCPU)
+	}
 	sched := "SCHED_IDLE (chrt --idle), so that the client CPU serves the ping-pong client first"
 	if !cfg.floodIdle {
 		sched = "the default policy, as the ping-pong client"

@@ -97,8 +97,18 @@ func (w *worker) loop(ctx context.Context, class string) {
 	}
 }
 
-// header picks the PROXY header of the worker's next connection, in turn.
-func (w *worker) header() headerKind { return headerKind((w.n + w.id) % int(numHeaderKinds)) }
+// header picks the PROXY header of the worker's next connection, in turn:
+// none, v1, v2; under -proxy required, v1 and v2.
+func (w *worker) header() headerKind { return w.cl.cfg.headerKind(w.n + w.id) }
+
+// headerKind returns the i-th PROXY header of a rotation: none, v1, v2;
+// under -proxy required, v1 and v2 only.
+func (cfg *config) headerKind(i int) headerKind {
+	if cfg.proxy == "required" {
+		return proxyV1 + headerKind(i%2)
+	}
+	return headerKind(i % int(numHeaderKinds))
+}
 
 // silent connects and sends nothing (partial: half a PROXY header), then
 // waits for the server to close the connection, up to the bound that the
@@ -411,7 +421,7 @@ func (cl *clients) churn(ctx context.Context, t *target) {
 		default:
 			continue // 32 in flight already: the server is slow; skip a beat
 		}
-		mode, hk, seed := r.IntN(4), headerKind(r.IntN(int(numHeaderKinds))), r.Uint64()
+		mode, hk, seed := r.IntN(4), cl.cfg.headerKind(r.IntN(6)), r.Uint64()
 		wg.Go(func() {
 			defer func() { <-sem }()
 			w := &worker{cl: cl, t: t, cls: cls, r: rand.New(rand.NewPCG(seed, 0))}

@@ -83,6 +83,7 @@ type config struct {
 	counts           map[string]int
 	churnRate        float64
 	clientsNice      int
+	probeNice        int
 	args             []string // the command line, for the workers
 	targetProbe      time.Duration
 	targetHeap       int64
@@ -141,6 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.churnRate, "churn-rate", 20, "connect-and-leave connections per second per server")
 	fs.DurationVar(&cfg.targetProbe, "target-probe", 50*time.Millisecond, "target: no probe round trip over this")
 	fs.Int64Var(&cfg.targetHeap, "target-heap", 1<<20, "target: the heap after, collected, at most this many bytes over the baseline")
+	fs.IntVar(&cfg.probeNice, "probe-nice", 0, "niceness of the probes' process (below 0 needs the privilege to raise priority)")
 	fs.IntVar(&cfg.clientsNice, "clients-nice", 10, "niceness of the clients' process, so that the probes' process, on the same CPU, runs first (0: none)")
 	var clientsWorker string
 	var startNs int64
@@ -314,7 +316,11 @@ func soak(ctx context.Context, cfg *config, stderr io.Writer) (*results, error) 
 	defer cancel()
 	fmt.Fprintf(stderr, "soak: clients running for %v, until %s\n", cfg.duration, end.Format(time.TimeOnly))
 
-	probeDone, probePID, err := startWorker(cfg, "probe", nil, "-probe-worker", targetList(res.Servers), "-until", strconv.FormatInt(end.UnixNano(), 10))
+	var probePrefix []string
+	if cfg.probeNice != 0 {
+		probePrefix = []string{"nice", "-n", strconv.Itoa(cfg.probeNice)}
+	}
+	probeDone, probePID, err := startWorker(cfg, "probe", probePrefix, "-probe-worker", targetList(res.Servers), "-until", strconv.FormatInt(end.UnixNano(), 10))
 	if err != nil {
 		return nil, err
 	}

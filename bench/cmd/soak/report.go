@@ -27,8 +27,12 @@ func writeSummary(w io.Writer, cfg *config, res *results) {
 		}
 		per = append(per, fmt.Sprintf("%d %s", cfg.counts[c], c))
 	}
-	fmt.Fprintf(w, "- clients per server: %s; PROXY header none, v1 and v2 in turn\n", strings.Join(per, ", "))
-	fmt.Fprintf(w, "- probes: one connection per server (PROXY v1, TLS), a 64 B round trip every %v, from a separate process\n", cfg.probeInterval)
+	headers := "none, v1 and v2"
+	if cfg.proxy == "required" {
+		headers = "v1 and v2"
+	}
+	fmt.Fprintf(w, "- clients per server: %s; PROXY header %s in turn\n", strings.Join(per, ", "), headers)
+	fmt.Fprintf(w, "- probes: one connection per server (PROXY v1, TLS), a 64 B round trip every %v, from a separate process at nice %d\n", cfg.probeInterval, cfg.probeNice)
 	if cfg.clientsNice != 0 {
 		fmt.Fprintf(w, "- the clients run in one process at nice %d, on the driver's CPU, so that the probes run first there\n", cfg.clientsNice)
 	}
@@ -71,12 +75,19 @@ func writeSummary(w io.Writer, cfg *config, res *results) {
 		return s.Probe.Over == 0 && s.Probe.Count > 0, d
 	})
 	row("nothing lost silently", func(s *server) (bool, string) {
-		var lost, stalls int64
+		var lost int64
 		for _, c := range s.Clients {
 			lost += c.LostSilently
-			stalls += c.Stalls
 		}
-		return lost == 0, fmt.Sprintf("%s lost silently, %d stalled connection(s)", harness.Bytes(float64(lost)), stalls)
+		return lost == 0, fmt.Sprintf("%s lost silently", harness.Bytes(float64(lost)))
+	})
+	row(fmt.Sprintf("no connection stalled (nothing moved for %v)", cfg.stall), func(s *server) (bool, string) {
+		var stalls, late int64
+		for _, c := range s.Clients {
+			stalls += c.Stalls
+			late += c.Late
+		}
+		return stalls == 0, fmt.Sprintf("%d stalled, %d of which moved again after the client's FIN", stalls, late)
 	})
 	row("no corrupt echo", func(s *server) (bool, string) {
 		var bad int64

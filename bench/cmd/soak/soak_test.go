@@ -223,3 +223,20 @@ func TestSilent(t *testing.T) {
 		t.Errorf("a silent client cut short by the end of the soak: closed %d, too late %d; want neither counted", c.Closed, c.TooLate)
 	}
 }
+
+func TestHeaderRotation(t *testing.T) {
+	for _, tc := range []struct {
+		proxy string
+		want  []headerKind
+	}{
+		{proxy: "optional", want: []headerKind{noHeader, proxyV1, proxyV2, noHeader}},
+		{proxy: "required", want: []headerKind{proxyV1, proxyV2, proxyV1, proxyV2}},
+	} {
+		cfg := &config{proxy: tc.proxy}
+		for i, want := range tc.want {
+			if got := cfg.headerKind(i); got != want {
+				t.Errorf("-proxy %s: header %d = %v, want %v", tc.proxy, i, got, want)
+			}
+		}
+	}
+}
