@@ -154,9 +154,21 @@ func (d *goroutineDriver) read(size int) (int, error) {
 	case errno != nil:
 		return 0, d.c.opError("read", os.NewSyscallError("read", errno))
 	case n == 0:
-		return 0, io.EOF
+		return 0, d.endOrReset()
 	}
 	return n, nil
+}
+
+// endOrReset returns what a read of 0 bytes means: io.EOF, or the reset
+// that ended the connection, whose error a Write or End on another
+// goroutine took first (a read then returns 0 too).
+func (d *goroutineDriver) endOrReset() error {
+	var err error
+	d.raw.Control(func(fd uintptr) { err = resetAfterEnd(int(fd)) })
+	if err != nil && !d.c.sentFIN() && d.c.resetIsNews() {
+		return d.c.opError("read", os.NewSyscallError("read", err))
+	}
+	return io.EOF
 }
 
 // readSyscall is d.readFn: the function the netpoller calls with the

@@ -177,9 +177,11 @@ func (d *epollDriver) stepOnce() (done, more bool) {
 		case err != nil:
 			c.onRead(nil, c.opError("read", os.NewSyscallError("read", err)))
 		case n == 0:
-			// readable stays set: the first actWatch looks at the socket's
-			// state once, for a reset whose edge came with the FIN's.
-			c.onRead(nil, io.EOF)
+			// An end, or a reset whose error a Write or End on another
+			// goroutine took first (a read then returns 0 too): the
+			// socket's state tells. readable stays set: the first actWatch
+			// looks again, for a reset whose edge came with the FIN's.
+			c.onRead(nil, d.endOrReset())
 		default:
 			l.turnRead += n
 			if n < len(buf) && !d.peerEnd && !d.urgent {
@@ -364,6 +366,15 @@ func (d *epollDriver) soError() error {
 	}
 	defer d.doneFd()
 	return soError(d.fd)
+}
+
+// endOrReset returns what a read of 0 bytes means: io.EOF, or the reset
+// that ended the connection.
+func (d *epollDriver) endOrReset() error {
+	if err := d.resetAfterEnd(); err != nil && !d.c.sentFIN() && d.c.resetIsNews() {
+		return d.c.opError("read", os.NewSyscallError("read", err))
+	}
+	return io.EOF
 }
 
 // resetAfterEnd is resetAfterEnd on d's socket.

@@ -314,10 +314,10 @@ func (w *simWorld) sockRead(max int) (p []byte, err error, ok bool) {
 		s.pendErr = 0
 		return nil, w.c.opError("read", os.NewSyscallError("read", e)), true
 	case s.peerRST:
-		// Mask of a known bug (maskWriteResetRace): a read after a reset
-		// whose error a Write or End took reports the reset again, rather
-		// than the end Linux reports.
-		if !w.known && maskWriteResetRace {
+		// A read after a reset whose error a Write or End took: Linux
+		// returns 0, and the engines ask the socket's state, which says
+		// reset (endOrReset); so does this (maskWriteResetRace).
+		if maskWriteResetRace {
 			return nil, w.c.opError("read", os.NewSyscallError("read", syscall.ECONNRESET)), true
 		}
 		return nil, io.EOF, true
