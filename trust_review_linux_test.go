@@ -81,6 +81,21 @@ func TestTLSDialFromOwnLoopIsAnError(t *testing.T) {
 	}
 }
 
+// serveOneHandshake serves s on e and starts a TLS client's handshake with
+// it, returning once s's GetCertificate has sent to entered; Serve's error
+// comes on the channel it returns.
+func serveOneHandshake(t *testing.T, e engine, s *Server, entered <-chan struct{}) <-chan error {
+	t.Helper()
+	e.apply(s)
+	ln := mustListen(t, "127.0.0.1:0")
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	nc := dialRaw(t, ln.Addr().String())
+	go tls.Client(nc, testClientTLS()).Handshake()
+	waitFor(t, entered, 5*time.Second, "GetCertificate")
+	return served
+}
+
 // Shutdown waited without bound for a handshake goroutine stuck in a
 // tls.Config callback (an ACME call that hangs), ignoring its ctx.
 func TestShutdownHonoursCtxDuringSlowHandshake(t *testing.T) {
@@ -98,13 +113,7 @@ func TestShutdownHonoursCtxDuringSlowHandshake(t *testing.T) {
 			return &cert, nil
 		}
 		s := &Server{TLS: cfg, ShutdownIdle: 10 * time.Millisecond, Logger: discardLogger()}
-		e.apply(s)
-		ln := mustListen(t, "127.0.0.1:0")
-		served := make(chan error, 1)
-		go func() { served <- s.Serve(ln) }()
-		nc := dialRaw(t, ln.Addr().String())
-		go tls.Client(nc, testClientTLS()).Handshake()
-		waitFor(t, entered, 5*time.Second, "GetCertificate")
+		served := serveOneHandshake(t, e, s, entered)
 
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
@@ -406,13 +415,7 @@ func TestShutdownCtxPathAndHandshakeContext(t *testing.T) {
 				return &cert, nil
 			}
 			s := &Server{TLS: cfg, ShutdownIdle: time.Minute, Logger: discardLogger()}
-			e.apply(s)
-			ln := mustListen(t, "127.0.0.1:0")
-			served := make(chan error, 1)
-			go func() { served <- s.Serve(ln) }()
-			nc := dialRaw(t, ln.Addr().String())
-			go tls.Client(nc, testClientTLS()).Handshake()
-			waitFor(t, entered, 5*time.Second, "GetCertificate")
+			served := serveOneHandshake(t, e, s, entered)
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			done := make(chan error, 1)
 			go func() { done <- s.Shutdown(ctx) }()
