@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"runtime/debug"
 	"time"
 )
@@ -204,6 +205,17 @@ func (c *Conn) checkTimers(fired *int64) time.Time {
 		return time.Time{}
 	}
 	return epoch.Add(time.Duration(next))
+}
+
+// peerReset turns what resetAfterEnd found on the socket into the error to
+// report: nil if it found nothing, or if the socket's end is our own FIN
+// acknowledged, or a reset after a TLS peer's close_notify, which loses
+// nothing. Event goroutine.
+func (c *Conn) peerReset(found error) error {
+	if found == nil || c.sentFIN() || !c.resetIsNews() {
+		return nil
+	}
+	return c.opError("read", os.NewSyscallError("read", found))
 }
 
 // sentFIN reports whether our FIN has gone out.

@@ -163,10 +163,10 @@ func (d *goroutineDriver) read(size int) (int, error) {
 // that ended the connection, whose error a Write or End on another
 // goroutine took first (a read then returns 0 too).
 func (d *goroutineDriver) endOrReset() error {
-	var err error
-	d.raw.Control(func(fd uintptr) { err = resetAfterEnd(int(fd)) })
-	if err != nil && !d.c.sentFIN() && d.c.resetIsNews() {
-		return d.c.opError("read", os.NewSyscallError("read", err))
+	var found error
+	d.raw.Control(func(fd uintptr) { found = resetAfterEnd(int(fd)) })
+	if err := d.c.peerReset(found); err != nil {
+		return err
 	}
 	return io.EOF
 }

@@ -146,8 +146,8 @@ func (d *epollDriver) stepOnce() (done, more bool) {
 				return true, more
 			}
 			d.readable = false
-			if err := d.resetAfterEnd(); err != nil && !c.sentFIN() && c.resetIsNews() {
-				c.onRead(nil, c.opError("read", os.NewSyscallError("read", err)))
+			if err := c.peerReset(d.resetAfterEnd()); err != nil {
+				c.onRead(nil, err)
 			}
 			continue
 		}
@@ -371,8 +371,8 @@ func (d *epollDriver) soError() error {
 // endOrReset returns what a read of 0 bytes means: io.EOF, or the reset
 // that ended the connection.
 func (d *epollDriver) endOrReset() error {
-	if err := d.resetAfterEnd(); err != nil && !d.c.sentFIN() && d.c.resetIsNews() {
-		return d.c.opError("read", os.NewSyscallError("read", err))
+	if err := d.c.peerReset(d.resetAfterEnd()); err != nil {
+		return err
 	}
 	return io.EOF
 }
